@@ -1,0 +1,232 @@
+"""Every setting of the package, read in this one place.
+
+Two sources, both read at use time (never at import) and cached until Django's
+``setting_changed`` signal says otherwise:
+
+* ``settings.PG_RESILIENCE``: a dict of app-wide settings with UPPERCASE keys,
+  e.g. ``{"DEADLINE": 6.0, "RETRY_AFTER": 5, "NODES": {...}}``. The backend keys
+  given here are the defaults for every alias.
+* ``DATABASES[alias]["OPTIONS"]["resilience"]``: the backend keys for one alias,
+  in lowercase (``{"deadline": 6.0}``), like the other OPTIONS. The backend
+  removes this dict before psycopg sees OPTIONS.
+
+Every duration is a number of seconds. A wrong name or type raises
+``ImproperlyConfigured`` with the fix, and the system checks report the same
+(``pg_resilience.E002``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+__all__ = [
+    "AppSettings",
+    "BackendSettings",
+    "app_settings",
+    "backend_settings",
+    "settings_errors",
+]
+
+#: The key under DATABASES[alias]["OPTIONS"] that holds the per-alias settings.
+OPTIONS_KEY = "resilience"
+
+
+@dataclass(frozen=True)
+class BackendSettings:
+    """How the backend retries for one database alias."""
+
+    #: Longest time, in seconds, one operation (a connect, a statement) may
+    #: spend waiting and retrying before it fails. Below Shopify's 5 s webhook
+    #: deadline; a worker may set more.
+    deadline: float = 4.0
+    #: Most attempts per operation, the first one included.
+    max_attempts: int = 20
+    #: First backoff step, in seconds; each step doubles up to ``backoff_cap``.
+    backoff_base: float = 0.05
+    #: Largest backoff step, in seconds.
+    backoff_cap: float = 1.0
+    #: Full jitter (a random wait between 0 and the step) to spread reconnects.
+    jitter: bool = True
+    #: Re-run a read (SELECT without locking) after a reconnect in autocommit.
+    retry_reads: bool = True
+    #: Consecutive failed attempts that open the circuit breaker early, even
+    #: before ``deadline`` has passed (0: only the deadline opens it).
+    breaker_threshold: int = 0
+    #: Seconds between probes while the breaker is open (the first interval;
+    #: it grows with backoff up to ``breaker_max_interval``).
+    breaker_open_interval: float = 1.0
+    #: Largest interval between probes while the breaker is open.
+    breaker_max_interval: float = 5.0
+    #: libpq options the backend sets unless OPTIONS already has them.
+    connect_timeout: int = 2
+    keepalives_idle: int = 5
+    keepalives_interval: int = 2
+    keepalives_count: int = 3
+    #: libpq's tcp_user_timeout is in milliseconds; this one is in seconds.
+    tcp_user_timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    """App-wide settings (``settings.PG_RESILIENCE``, UPPERCASE keys)."""
+
+    # --- middleware ---
+    #: Retry-After, in seconds, when the breaker does not know better. Never 0.
+    RETRY_AFTER: int = 5
+    #: Paths that always get the JSON 503 (APIs), besides Accept: application/json.
+    JSON_PATH_PREFIXES: tuple[str, ...] = ("/api/",)
+
+    # --- webhooks ---
+    #: Largest webhook body accepted, in bytes (413 above).
+    WEBHOOK_MAX_BODY_SIZE: int = 1024 * 1024
+    #: Seconds a durable acknowledgement waits for a standby to flush the commit.
+    WEBHOOK_DURABLE_ACK_TIMEOUT: float = 2.0
+    #: Attempts the async worker makes before an event is marked failed.
+    WEBHOOK_MAX_ATTEMPTS: int = 8
+
+    # --- health ---
+    #: Extra nodes to check besides the aliases: {name: DSN or DATABASES-style dict}.
+    NODES: Mapping[str, Any] = field(default_factory=dict)
+    #: Token that unlocks the detailed readyz output (header X-Health-Token).
+    HEALTH_TOKEN: str | None = None
+    #: Connect and statement timeout of each health probe, in seconds.
+    HEALTH_TIMEOUT: float = 2.0
+    HEALTH_LAG_WARNING: float = 10.0
+    HEALTH_LAG_CRITICAL: float = 60.0
+    HEALTH_CONNECTIONS_WARNING: float = 0.80
+    HEALTH_CONNECTIONS_CRITICAL: float = 0.95
+    HEALTH_OLDEST_TRANSACTION_WARNING: float = 300.0
+    #: DigitalOcean Managed Database cluster UUID and API base URL.
+    DIGITALOCEAN_CLUSTER: str | None = None
+    DIGITALOCEAN_API_URL: str = "https://api.digitalocean.com"
+
+
+_BACKEND_FIELDS = {f.name: f for f in dataclasses.fields(BackendSettings)}
+_APP_FIELDS = {f.name: f for f in dataclasses.fields(AppSettings)}
+
+
+def _coerce(owner: str, name: str, value: Any, default: Any) -> Any:
+    """Check ``value`` against the type of ``default``; say how to fix it if wrong."""
+    expected: type | tuple[type, ...]
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+        expected_text = "True or False"
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+        expected_text = "a whole number >= 0"
+    elif isinstance(default, float):
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+        expected_text = "a number of seconds >= 0"
+        if ok:
+            value = float(value)
+    elif isinstance(default, tuple):
+        ok = isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
+        expected_text = "a list of strings"
+        if ok:
+            value = tuple(value)
+    elif isinstance(default, Mapping):
+        ok = isinstance(value, Mapping)
+        expected_text = "a dict"
+    else:  # str | None
+        expected = (str, type(None))
+        ok = isinstance(value, expected)
+        expected_text = "a string or None"
+    if not ok:
+        raise ImproperlyConfigured(
+            f"{owner}[{name!r}] is {value!r}; it must be {expected_text}."
+        )
+    return value
+
+
+def _backend_from(owner: str, values: Mapping[str, Any], base: BackendSettings) -> BackendSettings:
+    changes = {}
+    for key, value in values.items():
+        name = key.lower()
+        if name not in _BACKEND_FIELDS:
+            known = ", ".join(sorted(_BACKEND_FIELDS))
+            raise ImproperlyConfigured(
+                f"{owner} has an unknown key {key!r}. Known keys: {known}."
+            )
+        changes[name] = _coerce(owner, key, value, getattr(base, name))
+    return dataclasses.replace(base, **changes)
+
+
+@functools.lru_cache(maxsize=1)
+def app_settings() -> AppSettings:
+    """The app-wide settings, validated."""
+    raw = getattr(settings, "PG_RESILIENCE", {}) or {}
+    if not isinstance(raw, Mapping):
+        raise ImproperlyConfigured("settings.PG_RESILIENCE must be a dict.")
+    defaults = AppSettings()
+    changes = {}
+    for key, value in raw.items():
+        if key.lower() in _BACKEND_FIELDS:
+            continue  # a backend default, read by backend_settings()
+        if key not in _APP_FIELDS:
+            known = ", ".join(sorted([*_APP_FIELDS, *(k.upper() for k in _BACKEND_FIELDS)]))
+            raise ImproperlyConfigured(
+                f"settings.PG_RESILIENCE has an unknown key {key!r}. Known keys: {known}."
+            )
+        changes[key] = _coerce("settings.PG_RESILIENCE", key, value, getattr(defaults, key))
+    if changes.get("RETRY_AFTER", 1) < 1:
+        raise ImproperlyConfigured("settings.PG_RESILIENCE['RETRY_AFTER'] must be at least 1.")
+    return dataclasses.replace(defaults, **changes)
+
+
+@functools.lru_cache(maxsize=1)
+def _backend_defaults() -> BackendSettings:
+    raw = getattr(settings, "PG_RESILIENCE", {}) or {}
+    if not isinstance(raw, Mapping):
+        raise ImproperlyConfigured("settings.PG_RESILIENCE must be a dict.")
+    values = {k: v for k, v in raw.items() if k.lower() in _BACKEND_FIELDS}
+    return _backend_from("settings.PG_RESILIENCE", values, BackendSettings())
+
+
+def backend_settings(alias: str, settings_dict: Mapping[str, Any] | None = None) -> BackendSettings:
+    """The backend settings of ``alias``: its OPTIONS["resilience"] over PG_RESILIENCE.
+
+    ``settings_dict`` is the alias's DATABASES entry; by default it is looked up.
+    """
+    if settings_dict is None:
+        settings_dict = settings.DATABASES[alias]
+    options = settings_dict.get("OPTIONS") or {}
+    per_alias = options.get(OPTIONS_KEY) or {}
+    if not isinstance(per_alias, Mapping):
+        raise ImproperlyConfigured(
+            f"DATABASES[{alias!r}]['OPTIONS'][{OPTIONS_KEY!r}] must be a dict."
+        )
+    return _backend_from(
+        f"DATABASES[{alias!r}]['OPTIONS'][{OPTIONS_KEY!r}]", per_alias, _backend_defaults()
+    )
+
+
+def settings_errors() -> list[str]:
+    """Every configuration error, as messages (for the system checks)."""
+    errors = []
+    for reader in (app_settings, _backend_defaults):
+        try:
+            reader()
+        except ImproperlyConfigured as exc:
+            errors.append(str(exc))
+    for alias, settings_dict in settings.DATABASES.items():
+        try:
+            backend_settings(alias, settings_dict)
+        except ImproperlyConfigured as exc:
+            errors.append(str(exc))
+    return errors
+
+
+@receiver(setting_changed)
+def _clear_cache(*, setting: str, **kwargs: Any) -> None:
+    if setting in ("PG_RESILIENCE", "DATABASES"):
+        app_settings.cache_clear()
+        _backend_defaults.cache_clear()

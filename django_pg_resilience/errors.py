@@ -1,0 +1,183 @@
+"""The package's exceptions, and the one place that decides what an error means.
+
+Every other module (the backend, the retry helper, the middleware, the webhook
+views) asks :func:`classify` rather than looking at SQLSTATEs itself, so the
+rules in ``REFERENCE.md`` live here once.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from django.db import OperationalError
+
+__all__ = [
+    "DatabaseUnavailable",
+    "ErrorKind",
+    "FailoverError",
+    "NestedRetryError",
+    "classify",
+    "is_availability_error",
+    "sqlstate_of",
+]
+
+
+class FailoverError(OperationalError):
+    """The connection was lost or demoted while work was in flight.
+
+    Raised inside an atomic block (nothing of the transaction survives) and for
+    a write outside one whose fate is unknown (it may or may not have been
+    applied, so it is never replayed blindly). The caller may retry the whole
+    unit of work, for example with :func:`django_pg_resilience.retry.atomic_with_retry`.
+    """
+
+    def __init__(self, message: str, *, alias: str = "default") -> None:
+        super().__init__(message)
+        self.alias = alias
+
+
+class DatabaseUnavailable(OperationalError):
+    """The database has been unreachable for longer than the caller's deadline.
+
+    ``retry_after`` is the number of seconds until the circuit breaker's next
+    probe: a good ``Retry-After`` value.
+    """
+
+    def __init__(self, message: str, *, alias: str = "default", retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.alias = alias
+        self.retry_after = retry_after
+
+
+class NestedRetryError(RuntimeError):
+    """``atomic_with_retry`` was called inside an outer atomic block.
+
+    A nested unit cannot be retried on its own: the outer transaction is gone
+    once the connection is, so the retry belongs around the outermost block.
+    """
+
+
+class ErrorKind(enum.Enum):
+    """What an error means for the caller."""
+
+    #: The node is gone, unreachable, restarting or shutting down: reconnect.
+    CONNECTION = "connection"
+    #: We are talking to a standby (a demoted old primary): drop and reconnect.
+    READ_ONLY = "read_only"
+    #: 40001 / 40P01: the transaction may be re-run as a whole.
+    TRANSACTION_CONFLICT = "transaction_conflict"
+    #: Bad password, unknown database, bad options: retrying cannot help.
+    CONFIGURATION = "configuration"
+    #: Anything else (a constraint, a bug in SQL): not ours to handle.
+    OTHER = "other"
+
+
+_CONNECTION_SQLSTATES = frozenset({"57P01", "57P02", "57P03"})
+_CONFIGURATION_SQLSTATES = frozenset({"28P01", "28000", "3D000", "42704"})
+_CONFLICT_SQLSTATES = frozenset({"40001", "40P01"})
+
+# Connection-time failures carry no SQLSTATE (the server never answered), so
+# the message is all there is. These are libpq's own words.
+_CONFIGURATION_MESSAGES = (
+    "password authentication failed",
+    "no password supplied",
+    "does not exist",  # database "x" does not exist / role "x" does not exist
+    "invalid connection option",
+    "invalid sslmode value",
+    "invalid target_session_attrs value",
+    "invalid integer value",
+    "missing \"=\" after",
+    "pg_hba.conf rejects connection",
+)
+
+
+def sqlstate_of(exc: BaseException | None) -> str | None:
+    """Return the SQLSTATE of ``exc`` or of the driver error it wraps, if any."""
+    seen = 0
+    while exc is not None and seen < 5:
+        state = getattr(exc, "sqlstate", None)
+        if isinstance(state, str) and state:
+            return state
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return None
+
+
+def _driver_error(exc: BaseException) -> BaseException:
+    """Django wraps psycopg errors (``raise dj_exc from exc``): look underneath."""
+    cause = exc.__cause__
+    if cause is not None and type(cause).__module__.startswith(("psycopg", "psycopg_pool")):
+        return cause
+    return exc
+
+
+def classify(exc: BaseException) -> ErrorKind:
+    """Say what ``exc`` means: see :class:`ErrorKind`."""
+    if isinstance(exc, FailoverError | DatabaseUnavailable):
+        return ErrorKind.CONNECTION
+    driver = _driver_error(exc)
+    state = sqlstate_of(driver)
+    if state is not None:
+        if state.startswith("08") or state in _CONNECTION_SQLSTATES:
+            return ErrorKind.CONNECTION
+        if state == "25006":
+            return ErrorKind.READ_ONLY
+        if state in _CONFLICT_SQLSTATES:
+            return ErrorKind.TRANSACTION_CONFLICT
+        if state in _CONFIGURATION_SQLSTATES:
+            return ErrorKind.CONFIGURATION
+        return ErrorKind.OTHER
+    return _classify_without_sqlstate(exc, driver)
+
+
+def _classify_without_sqlstate(exc: BaseException, driver: BaseException) -> ErrorKind:
+    import psycopg
+
+    try:
+        from psycopg_pool import PoolTimeout
+    except ImportError:  # pragma: no cover - psycopg[pool] is a dependency
+        PoolTimeout = ()  # type: ignore[assignment,misc]  # noqa: N806
+
+    if isinstance(driver, PoolTimeout):
+        return ErrorKind.CONNECTION
+    if isinstance(driver, psycopg.OperationalError | psycopg.InterfaceError):
+        message = str(driver).lower()
+        if any(words in message for words in _CONFIGURATION_MESSAGES):
+            return ErrorKind.CONFIGURATION
+        return ErrorKind.CONNECTION
+    if isinstance(driver, ConnectionError | TimeoutError):
+        return ErrorKind.CONNECTION
+    # Django's own "connection already closed" InterfaceError has no cause.
+    from django.db import InterfaceError
+
+    if isinstance(exc, InterfaceError) and "closed" in str(exc).lower():
+        return ErrorKind.CONNECTION
+    return ErrorKind.OTHER
+
+
+def is_availability_error(exc: BaseException) -> bool:
+    """True when ``exc`` means "the database is not reachable right now".
+
+    This is what the 503 middleware and the webhook views answer with a 503;
+    everything else (an IntegrityError, a bug) stays what it is.
+    """
+    from django.db import InterfaceError
+    from django.db import OperationalError as DjangoOperationalError
+
+    if isinstance(exc, FailoverError | DatabaseUnavailable):
+        return True
+    driver = _driver_error(exc)
+    try:
+        from psycopg_pool import PoolTimeout
+
+        if isinstance(exc, PoolTimeout) or isinstance(driver, PoolTimeout):
+            return True
+    except ImportError:  # pragma: no cover
+        pass
+    import psycopg
+
+    if not isinstance(
+        exc, DjangoOperationalError | InterfaceError | psycopg.OperationalError | psycopg.InterfaceError
+    ):
+        return False
+    return classify(exc) in (ErrorKind.CONNECTION, ErrorKind.READ_ONLY)

@@ -1,0 +1,54 @@
+"""Django signals sent by the package. Every signal is sent with ``alias``.
+
+Receivers must be quick and must not touch the database: most of these fire
+while the database is unreachable.
+"""
+
+from __future__ import annotations
+
+from django.dispatch import Signal
+
+__all__ = [
+    "breaker_closed",
+    "breaker_opened",
+    "connection_retry",
+    "database_unavailable_response",
+    "failover_detected",
+    "reconnected",
+    "retries_exhausted",
+    "webhook_duplicate",
+    "webhook_failed",
+    "webhook_received",
+]
+
+#: A connect or statement attempt failed and will be retried.
+#: kwargs: alias, attempt, max_attempts, delay (seconds before the next attempt), sqlstate, error.
+connection_retry = Signal()
+
+#: A broken connection was replaced by a new one. kwargs: alias, attempts, elapsed (seconds).
+reconnected = Signal()
+
+#: The server behind the alias changed (new system identifier, timeline or address).
+#: kwargs: alias, previous (dict), current (dict).
+failover_detected = Signal()
+
+#: Retrying gave up. kwargs: alias, attempts, elapsed (seconds), error.
+retries_exhausted = Signal()
+
+#: The circuit breaker opened: callers now fail fast. kwargs: alias, retry_after (seconds).
+breaker_opened = Signal()
+
+#: The circuit breaker closed after a successful probe. kwargs: alias, outage (seconds).
+breaker_closed = Signal()
+
+#: The middleware answered 503. kwargs: request, alias, retry_after, error.
+database_unavailable_response = Signal()
+
+#: A webhook delivery was verified and stored. kwargs: source, key, topic.
+webhook_received = Signal()
+
+#: A webhook delivery was recognised as a duplicate. kwargs: source, key, topic.
+webhook_duplicate = Signal()
+
+#: A webhook's handler raised or ran out of attempts. kwargs: source, key, topic, error.
+webhook_failed = Signal()

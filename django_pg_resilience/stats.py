@@ -1,0 +1,105 @@
+"""In-process counters and gauges, mirrored to Prometheus when it is installed.
+
+``django_pg_resilience.stats`` is what ``manage.py health`` shows as "the
+app's own view": how many retries, reconnects and failovers this process has
+seen. Counters are labelled by one value (a database alias or a webhook
+source) and are safe to bump from many threads.
+
+Usage::
+
+    from django_pg_resilience import stats
+
+    stats.increment("reconnects", alias)
+    stats.set_gauge("breaker_open", alias, 1)
+    stats.snapshot()  # {"reconnects": {"default": 3}, ...}
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from typing import Any
+
+__all__ = ["METRICS", "increment", "reset", "set_gauge", "snapshot"]
+
+#: name -> (kind, help, label name). Prometheus metrics are named
+#: ``pg_resilience_<name>`` (counters get prometheus_client's ``_total``).
+METRICS: dict[str, tuple[str, str, str]] = {
+    "connect_attempts": ("counter", "Connection attempts made by the backend.", "alias"),
+    "connect_failures": ("counter", "Connection attempts that failed.", "alias"),
+    "retries": ("counter", "Operations retried after a failover-class error.", "alias"),
+    "reconnects": ("counter", "Broken connections replaced by new ones.", "alias"),
+    "failovers": ("counter", "Failovers detected (the server behind the alias changed).", "alias"),
+    "retries_exhausted": ("counter", "Operations that gave up retrying.", "alias"),
+    "failover_errors": ("counter", "FailoverError raised to callers.", "alias"),
+    "unavailable_errors": ("counter", "DatabaseUnavailable raised to callers.", "alias"),
+    "breaker_open": ("gauge", "1 while the circuit breaker is open.", "alias"),
+    "breaker_opened": ("counter", "Times the circuit breaker opened.", "alias"),
+    "unavailable_responses": ("counter", "503 responses sent by the middleware.", "alias"),
+    "webhooks_received": ("counter", "Webhook deliveries verified and stored.", "source"),
+    "webhooks_duplicates": ("counter", "Webhook deliveries answered as duplicates.", "source"),
+    "webhooks_failed": ("counter", "Webhook deliveries whose handler failed.", "source"),
+    "webhooks_durable_ack_waits": ("counter", "Durable-ack waits for standby flush.", "source"),
+    "webhooks_durable_ack_timeouts": ("counter", "Durable acks not confirmed in time.", "source"),
+}
+
+_lock = threading.Lock()
+_values: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+_prometheus: dict[str, Any] | None = None
+
+
+def _prometheus_metrics() -> dict[str, Any]:
+    """Create the Prometheus metrics once, or an empty dict without prometheus_client."""
+    global _prometheus
+    if _prometheus is None:
+        try:
+            import prometheus_client
+        except ImportError:
+            _prometheus = {}
+        else:
+            made: dict[str, Any] = {}
+            for name, (kind, help_text, label) in METRICS.items():
+                cls = prometheus_client.Counter if kind == "counter" else prometheus_client.Gauge
+                try:
+                    made[name] = cls(f"pg_resilience_{name}", help_text, [label])
+                except ValueError:  # already registered (a reload in tests)
+                    continue
+            _prometheus = made
+    return _prometheus
+
+
+def _check(name: str) -> None:
+    if name not in METRICS:
+        raise KeyError(f"unknown metric {name!r}; known: {', '.join(sorted(METRICS))}")
+
+
+def increment(name: str, label: str, amount: float = 1) -> None:
+    """Add ``amount`` to counter ``name`` for ``label`` (an alias or a source)."""
+    _check(name)
+    with _lock:
+        _values[name][label] += amount
+    metric = _prometheus_metrics().get(name)
+    if metric is not None:
+        metric.labels(label).inc(amount)
+
+
+def set_gauge(name: str, label: str, value: float) -> None:
+    """Set gauge ``name`` for ``label``."""
+    _check(name)
+    with _lock:
+        _values[name][label] = value
+    metric = _prometheus_metrics().get(name)
+    if metric is not None:
+        metric.labels(label).set(value)
+
+
+def snapshot() -> dict[str, dict[str, float]]:
+    """A copy of every value: ``{metric: {label: value}}``."""
+    with _lock:
+        return {name: dict(by_label) for name, by_label in _values.items() if by_label}
+
+
+def reset() -> None:
+    """Forget the in-process values (for tests; Prometheus counters never go back)."""
+    with _lock:
+        _values.clear()
