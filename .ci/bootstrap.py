@@ -1,0 +1,90 @@
+"""Make a fresh clone runnable: a .venv with the package, and a PostgreSQL server.
+
+The README's two commands start with this, so they work on a new machine:
+``python3 example_project/drill.py`` and ``python3 tests/run.py``.
+
+* Creates ``.venv`` beside this folder and installs the package with the
+  ``dev`` extras into it (again only when pyproject.toml changed).
+* Installs PostgreSQL (and pgbouncer) with apt-get when the server binaries are
+  missing and we are root; otherwise prints the command to run.
+* Re-runs the calling script inside the venv.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV = ROOT / ".venv"
+VENV_PYTHON = VENV / "bin" / "python"
+APT_PACKAGES = ["postgresql", "postgresql-contrib", "pgbouncer"]
+
+
+def _say(message: str) -> None:
+    print(f"[bootstrap] {message}", file=sys.stderr, flush=True)
+
+
+def _have_postgres() -> bool:
+    if os.environ.get("PG_BINDIR"):
+        return Path(os.environ["PG_BINDIR"], "initdb").exists()
+    return bool(glob.glob("/usr/lib/postgresql/*/bin/initdb")) or bool(shutil.which("initdb"))
+
+
+def ensure_system_packages() -> None:
+    missing_pg = not _have_postgres()
+    missing_bouncer = shutil.which("pgbouncer") is None and not Path("/usr/sbin/pgbouncer").exists()
+    if not (missing_pg or missing_bouncer):
+        return
+    wanted = " ".join(APT_PACKAGES)
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        if missing_pg:
+            sys.exit(
+                "PostgreSQL server binaries are missing. Install them, e.g.\n"
+                f"    sudo apt-get update && sudo apt-get install -y {wanted}\n"
+                "or set PG_BINDIR to the directory that holds initdb and pg_ctl."
+            )
+        _say(f"pgbouncer is missing; its tests will be skipped (apt-get install pgbouncer)")
+        return
+    _say(f"installing {wanted} with apt-get")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *APT_PACKAGES],
+        check=True,
+        env=env,
+    )
+
+
+def _requirements_stamp(extras: str) -> str:
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + extras.encode())
+    return digest.hexdigest()
+
+
+def ensure_venv(extras: str = "dev") -> None:
+    """Install into .venv if needed, then re-exec the running script with it."""
+    stamp_file = VENV / ".django-pg-resilience-stamp"
+    stamp = _requirements_stamp(extras)
+    if not VENV_PYTHON.exists():
+        _say(f"creating {VENV}")
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+    if not stamp_file.exists() or stamp_file.read_text() != stamp:
+        _say(f"installing django-pg-resilience[{extras}] into .venv (once)")
+        pip = [str(VENV_PYTHON), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+        subprocess.run([*pip, "-e", f"{ROOT}[{extras}]"], check=True)
+        stamp_file.write_text(stamp)
+    if Path(sys.prefix).resolve() != VENV.resolve():
+        os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), *sys.argv])
+
+
+def bootstrap(extras: str = "dev") -> None:
+    ensure_system_packages()
+    ensure_venv(extras)
+    os.chdir(ROOT)
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))

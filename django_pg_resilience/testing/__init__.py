@@ -1,0 +1,22 @@
+"""Test a Django app through a real PostgreSQL failover, on one machine.
+
+* :class:`LocalCluster`: a real primary + streaming standbys from the machine's
+  PostgreSQL binaries, with kill / stop / promote / rejoin.
+* :class:`EndpointProxy`: the managed database's endpoint, to move, cut, slow
+  or blackhole.
+* A pytest plugin (installed with the package) with the fixtures
+  ``pg_cluster``, ``pg_endpoint`` and ``pg_fresh_cluster``.
+"""
+
+from __future__ import annotations
+
+from django_pg_resilience.testing.cluster import (
+    LocalCluster,
+    Node,
+    PostgresNotFound,
+    find_bindir,
+    free_port,
+)
+from django_pg_resilience.testing.proxy import EndpointProxy
+
+__all__ = ["EndpointProxy", "LocalCluster", "Node", "PostgresNotFound", "find_bindir", "free_port"]

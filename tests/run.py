@@ -1,0 +1,21 @@
+"""Run the test suite on a fresh clone: ``python3 tests/run.py [pytest args]``.
+
+Bootstraps itself (a .venv with the package and its dev extras, PostgreSQL
+through apt-get when missing and root), then runs pytest. Every test that
+needs PostgreSQL starts its own servers from django_pg_resilience.testing.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / ".ci"))
+
+from bootstrap import bootstrap  # noqa: E402
+
+if __name__ == "__main__":
+    bootstrap()
+    import pytest
+
+    sys.exit(pytest.main(["-p", "no:cacheprovider", *sys.argv[1:]]))
