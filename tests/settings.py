@@ -33,7 +33,7 @@ MIDDLEWARE = [
 
 DATABASES = {
     "default": {
-        "ENGINE": "django.db.backends.postgresql",
+        "ENGINE": "django_pg_resilience.backend",
         "NAME": "postgres",
         "USER": "postgres",
         "HOST": "127.0.0.1",
