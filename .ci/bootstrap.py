@@ -49,7 +49,7 @@ def ensure_system_packages() -> None:
                 f"    sudo apt-get update && sudo apt-get install -y {wanted}\n"
                 "or set PG_BINDIR to the directory that holds initdb and pg_ctl."
             )
-        _say(f"pgbouncer is missing; its tests will be skipped (apt-get install pgbouncer)")
+        _say("pgbouncer is missing; its tests will be skipped (apt-get install pgbouncer)")
         return
     _say(f"installing {wanted} with apt-get")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}

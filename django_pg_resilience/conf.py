@@ -116,7 +116,6 @@ _APP_FIELDS = {f.name: f for f in dataclasses.fields(AppSettings)}
 
 def _coerce(owner: str, name: str, value: Any, default: Any) -> Any:
     """Check ``value`` against the type of ``default``; say how to fix it if wrong."""
-    expected: type | tuple[type, ...]
     if isinstance(default, bool):
         ok = isinstance(value, bool)
         expected_text = "True or False"
@@ -137,13 +136,10 @@ def _coerce(owner: str, name: str, value: Any, default: Any) -> Any:
         ok = isinstance(value, Mapping)
         expected_text = "a dict"
     else:  # str | None
-        expected = (str, type(None))
-        ok = isinstance(value, expected)
+        ok = value is None or isinstance(value, str)
         expected_text = "a string or None"
     if not ok:
-        raise ImproperlyConfigured(
-            f"{owner}[{name!r}] is {value!r}; it must be {expected_text}."
-        )
+        raise ImproperlyConfigured(f"{owner}[{name!r}] is {value!r}; it must be {expected_text}.")
     return value
 
 
@@ -153,9 +149,7 @@ def _backend_from(owner: str, values: Mapping[str, Any], base: BackendSettings) 
         name = key.lower()
         if name not in _BACKEND_FIELDS:
             known = ", ".join(sorted(_BACKEND_FIELDS))
-            raise ImproperlyConfigured(
-                f"{owner} has an unknown key {key!r}. Known keys: {known}."
-            )
+            raise ImproperlyConfigured(f"{owner} has an unknown key {key!r}. Known keys: {known}.")
         changes[name] = _coerce(owner, key, value, getattr(base, name))
     return dataclasses.replace(base, **changes)
 
@@ -198,7 +192,7 @@ def backend_settings(alias: str, settings_dict: Mapping[str, Any] | None = None)
     """
     if settings_dict is None:
         settings_dict = settings.DATABASES[alias]
-    options = settings_dict.get("OPTIONS") or {}
+    options: Mapping[str, Any] = settings_dict.get("OPTIONS") or {}  # type: ignore[assignment]
     per_alias = options.get(OPTIONS_KEY) or {}
     if not isinstance(per_alias, Mapping):
         raise ImproperlyConfigured(

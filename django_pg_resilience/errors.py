@@ -86,7 +86,7 @@ _CONFIGURATION_MESSAGES = (
     "invalid sslmode value",
     "invalid target_session_attrs value",
     "invalid integer value",
-    "missing \"=\" after",
+    'missing "=" after',
     "pg_hba.conf rejects connection",
 )
 
@@ -136,7 +136,7 @@ def _classify_without_sqlstate(exc: BaseException, driver: BaseException) -> Err
     try:
         from psycopg_pool import PoolTimeout
     except ImportError:  # pragma: no cover - psycopg[pool] is a dependency
-        PoolTimeout = ()  # type: ignore[assignment,misc]  # noqa: N806
+        PoolTimeout = ()  # type: ignore[assignment,misc]
 
     if isinstance(driver, PoolTimeout):
         return ErrorKind.CONNECTION
@@ -177,7 +177,8 @@ def is_availability_error(exc: BaseException) -> bool:
     import psycopg
 
     if not isinstance(
-        exc, DjangoOperationalError | InterfaceError | psycopg.OperationalError | psycopg.InterfaceError
+        exc,
+        DjangoOperationalError | InterfaceError | psycopg.OperationalError | psycopg.InterfaceError,
     ):
         return False
     return classify(exc) in (ErrorKind.CONNECTION, ErrorKind.READ_ONLY)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / ".ci"))
 
-from bootstrap import bootstrap  # noqa: E402
+from bootstrap import bootstrap
 
 if __name__ == "__main__":
     bootstrap()

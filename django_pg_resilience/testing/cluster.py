@@ -296,8 +296,14 @@ class LocalCluster:
             "shutil.rmtree(base, ignore_errors=True)\n"
         )
         self._reaper = subprocess.Popen(
-            [sys.executable, "-c", code, str(self.base_dir), str(self.bindir / "pg_ctl"),
-             *self._prefix],
+            [
+                sys.executable,
+                "-c",
+                code,
+                str(self.base_dir),
+                str(self.bindir / "pg_ctl"),
+                *self._prefix,
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -365,8 +371,16 @@ class LocalCluster:
 
     def _start_server(self, node: Node) -> None:
         self._pg_ctl(
-            "start", "-w", "-t", "60", "-D", str(node.data_dir), "-l", str(node.log_file),
-            "-o", self._server_options(node),
+            "start",
+            "-w",
+            "-t",
+            "60",
+            "-D",
+            str(node.data_dir),
+            "-l",
+            str(node.log_file),
+            "-o",
+            self._server_options(node),
         )
         node.wait_ready()
 
@@ -375,11 +389,25 @@ class LocalCluster:
         with self._lock:
             node = self._new_node(f"node{len(self.nodes)}")
         primary = self.primary
-        self._run([
-            str(self.bindir / "pg_basebackup"), "-D", str(node.data_dir), "-R", "-X", "stream",
-            "-c", "fast", "-h", primary.host, "-p", str(primary.port), "-U", "postgres",
-            "--no-sync",
-        ])
+        self._run(
+            [
+                str(self.bindir / "pg_basebackup"),
+                "-D",
+                str(node.data_dir),
+                "-R",
+                "-X",
+                "stream",
+                "-c",
+                "fast",
+                "-h",
+                primary.host,
+                "-p",
+                str(primary.port),
+                "-U",
+                "postgres",
+                "--no-sync",
+            ]
+        )
         self._start_server(node)
         self._wait_streaming(node)
         return node
@@ -437,10 +465,16 @@ class LocalCluster:
         # "no rewind required" and leave the old primary ahead of it.
         primary.query("CHECKPOINT")
         source = f"host={primary.host} port={primary.port} user=postgres dbname=postgres"
-        self._run([
-            str(self.bindir / "pg_rewind"), "-D", str(old_primary.data_dir),
-            f"--source-server={source}", "-R", "--no-sync",
-        ])
+        self._run(
+            [
+                str(self.bindir / "pg_rewind"),
+                "-D",
+                str(old_primary.data_dir),
+                f"--source-server={source}",
+                "-R",
+                "--no-sync",
+            ]
+        )
         self._start_server(old_primary)
         self._wait_streaming(old_primary, timeout)
         return old_primary
@@ -475,9 +509,9 @@ class LocalCluster:
         (target,) = self.primary.query("SELECT pg_current_wal_lsn()")[0]
         deadline = time.monotonic() + timeout
         while True:
-            (done,) = standby.query(
-                "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", [str(target)]
-            )[0]
+            (done,) = standby.query("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", [str(target)])[
+                0
+            ]
             if done:
                 return
             if time.monotonic() > deadline:
@@ -502,13 +536,11 @@ class LocalCluster:
     def create_user(self, name: str, password: str, *, superuser: bool = False) -> None:
         """A login role with a password (scram-sha-256 over TCP)."""
         self.primary.query(
-            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} " + ("SUPERUSER" if superuser else "")).format(
-                sql.Identifier(name), sql.Literal(password)
-            )
+            sql.SQL(
+                "CREATE ROLE {} LOGIN PASSWORD {} " + ("SUPERUSER" if superuser else "")
+            ).format(sql.Identifier(name), sql.Literal(password))
         )
-        self.primary.query(
-            sql.SQL("GRANT ALL ON SCHEMA public TO {}").format(sql.Identifier(name))
-        )
+        self.primary.query(sql.SQL("GRANT ALL ON SCHEMA public TO {}").format(sql.Identifier(name)))
         self.primary.query(
             sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(
                 sql.Identifier(self.dbname), sql.Identifier(name)
@@ -522,7 +554,7 @@ class LocalCluster:
                 yield node, node.log_file.read_text(errors="replace")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _initdb_template(bindir: Path, prefix: tuple[str, ...]) -> Path:
     """Run initdb once per process; clusters copy the result (much faster than initdb)."""
     base = Path(tempfile.mkdtemp(prefix="pg-resilience-template-"))
@@ -532,9 +564,24 @@ def _initdb_template(bindir: Path, prefix: tuple[str, ...]) -> Path:
     atexit.register(shutil.rmtree, base, True)
     data = base / "data"
     result = subprocess.run(
-        [*prefix, str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
-         "--no-sync", "-E", "UTF8", "--locale=C"],
-        capture_output=True, text=True, timeout=120, cwd="/",
+        [
+            *prefix,
+            str(bindir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "--no-sync",
+            "-E",
+            "UTF8",
+            "--locale=C",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd="/",
     )
     if result.returncode != 0:
         raise RuntimeError(f"initdb failed: {result.stderr.strip()}")

@@ -77,6 +77,6 @@ def database_alias(alias: str, address: _Address, **kwargs: Any) -> Iterator[str
         with contextlib.suppress(Exception):
             connections[alias].close()
         with contextlib.suppress(AttributeError, KeyError):
-            delattr(connections._connections, alias)
+            delattr(connections._connections, alias)  # type: ignore[attr-defined]
         settings.DATABASES.pop(alias, None)
         connections.settings.pop(alias, None)

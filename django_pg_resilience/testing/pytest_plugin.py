@@ -37,7 +37,9 @@ def pg_session_endpoint(pg_cluster: LocalCluster) -> Iterator[EndpointProxy]:
 
 
 @pytest.fixture
-def pg_endpoint(pg_session_endpoint: EndpointProxy, pg_cluster: LocalCluster) -> Iterator[EndpointProxy]:
+def pg_endpoint(
+    pg_session_endpoint: EndpointProxy, pg_cluster: LocalCluster
+) -> Iterator[EndpointProxy]:
     """The session's endpoint, restored after the test (no blackhole, no delay, on the primary)."""
     yield pg_session_endpoint
     pg_session_endpoint.restore()

@@ -90,9 +90,7 @@ def test_set_synchronous_makes_commits_wait_for_the_standby(
     cluster = pg_fresh_cluster
     standby = cluster.standbys[0]
     cluster.set_synchronous(standby)
-    rows = cluster.primary.query(
-        "SELECT application_name, sync_state FROM pg_stat_replication"
-    )
+    rows = cluster.primary.query("SELECT application_name, sync_state FROM pg_stat_replication")
     assert rows == [(standby.name, "sync")]
 
     # With the synchronous standby gone a commit waits; it completes once the standby is back.

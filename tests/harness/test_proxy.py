@@ -13,8 +13,13 @@ from django_pg_resilience.testing import EndpointProxy, LocalCluster
 
 def connect(endpoint: EndpointProxy, **kwargs: object) -> psycopg.Connection:
     return psycopg.connect(
-        host=endpoint.host, port=endpoint.port, user="postgres", dbname="postgres",
-        autocommit=True, connect_timeout=kwargs.pop("connect_timeout", 2), **kwargs,
+        host=endpoint.host,
+        port=endpoint.port,
+        user="postgres",
+        dbname="postgres",
+        autocommit=True,
+        connect_timeout=kwargs.pop("connect_timeout", 2),
+        **kwargs,
     )
 
 
