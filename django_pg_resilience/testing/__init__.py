@@ -4,6 +4,8 @@
   PostgreSQL binaries, with kill / stop / promote / rejoin.
 * :class:`EndpointProxy`: the managed database's endpoint, to move, cut, slow
   or blackhole.
+* :class:`PgBouncer`: a transaction-pooling PgBouncer in front of an endpoint,
+  the way managed connection pools work.
 * A pytest plugin (installed with the package) with the fixtures
   ``pg_cluster``, ``pg_endpoint`` and ``pg_fresh_cluster``.
 """
@@ -17,6 +19,15 @@ from django_pg_resilience.testing.cluster import (
     find_bindir,
     free_port,
 )
+from django_pg_resilience.testing.pgbouncer import PgBouncer
 from django_pg_resilience.testing.proxy import EndpointProxy
 
-__all__ = ["EndpointProxy", "LocalCluster", "Node", "PostgresNotFound", "find_bindir", "free_port"]
+__all__ = [
+    "EndpointProxy",
+    "LocalCluster",
+    "Node",
+    "PgBouncer",
+    "PostgresNotFound",
+    "find_bindir",
+    "free_port",
+]

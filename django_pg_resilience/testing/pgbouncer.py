@@ -1,0 +1,151 @@
+"""PgBouncer in front of an endpoint, the way managed connection pools work.
+
+DigitalOcean's connection pools are PgBouncer in transaction mode in front of
+the primary. Put one in front of an :class:`EndpointProxy` and a failover looks
+to the app as it does there::
+
+    with LocalCluster() as cluster, PgBouncer(cluster.endpoint) as bouncer:
+        DATABASES["default"].update(HOST=bouncer.host, PORT=bouncer.port)
+
+Needs Debian's ``pgbouncer`` package (``apt-get install pgbouncer``); as root it
+runs as the ``postgres`` OS user, because PgBouncer refuses root.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Protocol
+
+from django_pg_resilience.testing.cluster import (
+    PostgresNotFound,
+    _as_postgres_user,
+    _chown_to_postgres,
+    free_port,
+)
+
+__all__ = ["PgBouncer", "find_pgbouncer"]
+
+
+class _Address(Protocol):
+    host: str
+    port: int
+
+
+def find_pgbouncer() -> str:
+    """The pgbouncer binary, or a clear error naming the package to install."""
+    found = shutil.which("pgbouncer") or (
+        "/usr/sbin/pgbouncer" if Path("/usr/sbin/pgbouncer").exists() else None
+    )
+    if found is None:
+        raise PostgresNotFound(
+            "pgbouncer is not installed. Install it, e.g. `apt-get install pgbouncer`."
+        )
+    return found
+
+
+class PgBouncer:
+    """A PgBouncer process on a free loopback port, forwarding every database to ``target``."""
+
+    def __init__(
+        self,
+        target: _Address,
+        *,
+        pool_mode: str = "transaction",
+        default_pool_size: int = 20,
+        server_login_retry: int = 1,
+    ) -> None:
+        if pool_mode not in ("session", "transaction", "statement"):
+            raise ValueError(
+                f"pool_mode must be session, transaction or statement, not {pool_mode!r}"
+            )
+        self.target = target
+        self.pool_mode = pool_mode
+        self.default_pool_size = default_pool_size
+        # PgBouncer waits this long after a failed server connect before trying
+        # again (15 s by default); 1 s keeps failover tests short.
+        self.server_login_retry = server_login_retry
+        self.host = "127.0.0.1"
+        self.port = 0
+        self._process: subprocess.Popen[bytes] | None = None
+        self._dir: Path | None = None
+
+    def __enter__(self) -> PgBouncer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def start(self, timeout: float = 20.0) -> PgBouncer:
+        binary = find_pgbouncer()
+        prefix = _as_postgres_user()
+        self._dir = Path(tempfile.mkdtemp(prefix="pg-resilience-bouncer-"))
+        _chown_to_postgres(self._dir)
+        self.port = free_port()
+        (self._dir / "users.txt").write_text('"postgres" ""\n')
+        config = self._dir / "pgbouncer.ini"
+        config.write_text(
+            "[databases]\n"
+            f"* = host={self.target.host} port={self.target.port}\n"
+            "[pgbouncer]\n"
+            f"listen_addr = {self.host}\n"
+            f"listen_port = {self.port}\n"
+            f"unix_socket_dir = {self._dir}\n"
+            "auth_type = trust\n"
+            f"auth_file = {self._dir / 'users.txt'}\n"
+            f"pool_mode = {self.pool_mode}\n"
+            f"default_pool_size = {self.default_pool_size}\n"
+            "max_client_conn = 500\n"
+            f"server_login_retry = {self.server_login_retry}\n"
+            "server_connect_timeout = 2\n"
+            "ignore_startup_parameters = extra_float_digits,options,search_path\n"
+            f"logfile = {self._dir / 'pgbouncer.log'}\n"
+        )
+        for path in (config, self._dir / "users.txt"):
+            _chown_to_postgres(path)
+        self._process = subprocess.Popen(
+            [*prefix, binary, str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            cwd="/",
+        )
+        self._wait_ready(timeout)
+        return self
+
+    def _wait_ready(self, timeout: float) -> None:
+        assert self._process is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                stderr = self._process.stderr.read().decode() if self._process.stderr else ""
+                raise RuntimeError(f"pgbouncer exited at start: {stderr.strip()}")
+            # Listening is enough: whether the server behind it is up is the test's business.
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection((self.host, self.port), timeout=1),
+            ):
+                return
+            time.sleep(0.02)
+        self.close()
+        raise TimeoutError(f"pgbouncer did not listen on port {self.port} in {timeout} s")
+
+    def close(self) -> None:
+        """Stop PgBouncer and remove its directory. Idempotent."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait(timeout=10)
+        if self._process is not None and self._process.stderr is not None:
+            self._process.stderr.close()
+        self._process = None
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None

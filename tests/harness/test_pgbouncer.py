@@ -1,0 +1,67 @@
+"""PgBouncer (transaction pooling) in front of the endpoint, through a real failover."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from django_pg_resilience.testing import LocalCluster
+from django_pg_resilience.testing.pgbouncer import PgBouncer, find_pgbouncer
+
+try:
+    find_pgbouncer()
+except RuntimeError as exc:  # pragma: no cover - the bootstrap installs it
+    pytest.skip(f"pgbouncer is not installed: {exc}", allow_module_level=True)
+
+
+def connect(bouncer: PgBouncer) -> psycopg.Connection:
+    # prepare_threshold=None: transaction pooling cannot keep prepared statements.
+    return psycopg.connect(
+        host=bouncer.host,
+        port=bouncer.port,
+        user="postgres",
+        dbname="postgres",
+        autocommit=True,
+        connect_timeout=3,
+        prepare_threshold=None,
+    )
+
+
+def test_pgbouncer_forwards_and_follows_the_endpoint(pg_fresh_cluster: LocalCluster) -> None:
+    cluster = pg_fresh_cluster
+    with PgBouncer(cluster.endpoint) as bouncer:
+        with connect(bouncer) as conn:
+            conn.execute("CREATE TABLE t (x int)")
+            assert conn.execute("SELECT inet_server_port()").fetchone() == (cluster.primary.port,)
+        cluster.wait_for_replay(cluster.standbys[0])
+
+        client = connect(bouncer)  # a client connection that outlives the failover
+        cluster.kill(cluster.primary)
+        cluster.endpoint.point_to(cluster.promote(cluster.standbys[0]))
+
+        # The client's connection to PgBouncer survives; its first transaction may fail
+        # while PgBouncer notices its server connection is gone, the next one lands.
+        result = None
+        for _ in range(20):
+            try:
+                result = client.execute("INSERT INTO t VALUES (1) RETURNING inet_server_port()")
+                break
+            except psycopg.OperationalError:
+                if client.closed:
+                    client = connect(bouncer)
+        assert result is not None and result.fetchone() == (cluster.primary.port,)
+        client.close()
+
+
+def test_close_stops_pgbouncer(pg_cluster: LocalCluster) -> None:
+    bouncer = PgBouncer(pg_cluster.primary).start()
+    port = bouncer.port
+    bouncer.close()
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(host="127.0.0.1", port=port, user="postgres", connect_timeout=2)
+    bouncer.close()
+
+
+def test_bad_pool_mode_is_refused(pg_cluster: LocalCluster) -> None:
+    with pytest.raises(ValueError, match="pool_mode"):
+        PgBouncer(pg_cluster.primary, pool_mode="sometimes")
