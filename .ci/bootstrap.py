@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / ".venv"
 VENV_PYTHON = VENV / "bin" / "python"
-APT_PACKAGES = ["postgresql", "postgresql-contrib", "pgbouncer"]
+APT_PACKAGES = ["postgresql", "postgresql-contrib", "pgbouncer", "chromium"]
 
 
 def _say(message: str) -> None:
@@ -39,7 +39,9 @@ def _have_postgres() -> bool:
 def ensure_system_packages() -> None:
     missing_pg = not _have_postgres()
     missing_bouncer = shutil.which("pgbouncer") is None and not Path("/usr/sbin/pgbouncer").exists()
-    if not (missing_pg or missing_bouncer):
+    # The 503 page's browser test drives Debian's chromium (skipped without it).
+    missing_browser = not Path("/usr/bin/chromium").exists()
+    if not (missing_pg or missing_bouncer or missing_browser):
         return
     wanted = " ".join(APT_PACKAGES)
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
@@ -49,7 +51,7 @@ def ensure_system_packages() -> None:
                 f"    sudo apt-get update && sudo apt-get install -y {wanted}\n"
                 "or set PG_BINDIR to the directory that holds initdb and pg_ctl."
             )
-        _say("pgbouncer is missing; its tests will be skipped (apt-get install pgbouncer)")
+        _say(f"pgbouncer or chromium is missing; their tests will be skipped ({wanted})")
         return
     _say(f"installing {wanted} with apt-get")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}

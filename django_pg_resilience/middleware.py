@@ -1,0 +1,221 @@
+"""Answer a database outage with a calm 503 instead of a 500.
+
+Put :class:`DatabaseUnavailableMiddleware` first in ``MIDDLEWARE``::
+
+    MIDDLEWARE = [
+        "django_pg_resilience.middleware.DatabaseUnavailableMiddleware",
+        "django.middleware.security.SecurityMiddleware",
+        "django.contrib.sessions.middleware.SessionMiddleware",
+        ...
+    ]
+
+Only availability errors (see :func:`django_pg_resilience.errors.is_availability_error`)
+become a 503; an IntegrityError or a bug stays a 500.
+
+How it reaches the whole stack: Django wraps every middleware in
+``convert_exception_to_response``, so an error raised by a middleware further
+down (a session saved by ``SessionMiddleware``) reaches this one as a finished
+500 response, not as an exception. A ``got_request_exception`` receiver notes
+availability errors on the request as Django builds that 500, and the middleware
+swaps the 500 for the 503 on the way out. Errors raised by the view (or while a
+``TemplateResponse`` renders) are caught earlier by ``process_exception``, before
+Django logs a 500; errors that propagate (``DEBUG_PROPAGATE_EXCEPTIONS``) are
+caught around ``get_response``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.core.signals import got_request_exception
+from django.db import connections
+from django.http import HttpRequest, HttpResponseBase
+from django.urls import resolve
+
+from django_pg_resilience import signals, stats
+from django_pg_resilience.errors import is_availability_error, sqlstate_of
+from django_pg_resilience.unavailable import unavailable_response
+
+__all__ = ["BARE_503_ATTRIBUTE", "PASSTHROUGH_ATTRIBUTE", "DatabaseUnavailableMiddleware"]
+
+logger = logging.getLogger("django_pg_resilience.middleware")
+
+#: A view function with this attribute set to True gets a bare 503 (webhook senders retry).
+BARE_503_ATTRIBUTE = "pg_resilience_bare_503"
+#: A view function with this attribute set to True is left alone (health endpoints report).
+PASSTHROUGH_ATTRIBUTE = "pg_resilience_passthrough"
+
+# Where the got_request_exception receiver leaves the error for the middleware.
+_NOTED_ERROR = "_pg_resilience_unavailable_error"
+
+_GetResponse = Callable[[HttpRequest], Any]
+
+
+def _note_availability_error(
+    sender: Any, request: HttpRequest | None = None, **kwargs: Any
+) -> None:
+    """Remember an availability error Django is about to turn into a 500."""
+    # Django sends the signal inside its except block (asgiref re-raises the
+    # error in the worker thread for the async handler), so exc_info is set.
+    error = sys.exc_info()[1]
+    if request is not None and error is not None and is_availability_error(error):
+        setattr(request, _NOTED_ERROR, error)
+
+
+def _view_flag(request: HttpRequest, name: str) -> bool:
+    match = getattr(request, "resolver_match", None)
+    if match is None:
+        # The error came before URL resolution (from a middleware): resolve
+        # here. Resolving reads only the URLconf, never the database.
+        try:
+            match = resolve(request.path_info, urlconf=getattr(request, "urlconf", None))
+        except Exception:
+            return False
+    func = match.func
+    view_class = getattr(func, "view_class", None)
+    return bool(getattr(func, name, False) or getattr(view_class, name, False))
+
+
+def _alias_of(error: BaseException) -> str:
+    alias = getattr(error, "alias", None)
+    if isinstance(alias, str):
+        return alias
+    # Django's wrap_database_errors marks the connection that failed.
+    for connection in connections.all(initialized_only=True):
+        if getattr(connection, "errors_occurred", False):
+            return connection.alias
+    return "default"
+
+
+class DatabaseUnavailableMiddleware:
+    """Turn database availability errors into a 503 page, JSON or bare 503.
+
+    Sync and async capable. See the module docstring for where it catches
+    errors, and :func:`django_pg_resilience.unavailable.unavailable_response`
+    for the response itself.
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: _GetResponse) -> None:
+        self.get_response = get_response
+        self.async_mode = iscoroutinefunction(get_response)
+        if self.async_mode:
+            markcoroutinefunction(self)
+        got_request_exception.connect(
+            _note_availability_error, dispatch_uid="django_pg_resilience.middleware"
+        )
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.async_mode:
+            return self.__acall__(request)
+        try:
+            response = self.get_response(request)
+        except Exception as error:
+            if not self._handles(request, error):
+                raise
+            response = self._respond(request, error)
+            self._announce(request, response)
+            return response
+        response = self._replace_noted_500(request, response)
+        self._announce(request, response)
+        return response
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]] = self.get_response
+        try:
+            response = await get_response(request)
+        except Exception as error:
+            if not self._handles(request, error):
+                raise
+            response = self._respond(request, error)
+            await self._aannounce(request, response)
+            return response
+        response = self._replace_noted_500(request, response)
+        await self._aannounce(request, response)
+        return response
+
+    def process_exception(
+        self, request: HttpRequest, exception: Exception
+    ) -> HttpResponseBase | None:
+        """Answer a view's availability error before Django logs and renders a 500."""
+        if not self._handles(request, exception):
+            return None
+        return self._respond(request, exception)
+
+    # Shared by __call__ and __acall__; none of it does I/O but the logging.
+
+    def _handles(self, request: HttpRequest, error: BaseException) -> bool:
+        return is_availability_error(error) and not _view_flag(request, PASSTHROUGH_ATTRIBUTE)
+
+    def _replace_noted_500(
+        self, request: HttpRequest, response: HttpResponseBase
+    ) -> HttpResponseBase:
+        error = request.__dict__.pop(_NOTED_ERROR, None)
+        if error is None or response.status_code != 500 or not self._handles(request, error):
+            return response
+        return self._respond(request, error)
+
+    def _respond(self, request: HttpRequest, error: BaseException) -> HttpResponseBase:
+        response = unavailable_response(
+            request, error, bare=_view_flag(request, BARE_503_ATTRIBUTE)
+        )
+        # Marks the response for _announce: one signal, log line and count per 503.
+        response._pg_resilience_error = error  # type: ignore[attr-defined]
+        # _announce logs it (at WARNING): Django's own ERROR line for every 5xx
+        # would mail the admins once per request during a failover.
+        response._has_been_logged = True  # type: ignore[attr-defined]
+        return response
+
+    def _unannounced_error(self, response: HttpResponseBase) -> BaseException | None:
+        return response.__dict__.pop("_pg_resilience_error", None)
+
+    def _log_and_count(
+        self, request: HttpRequest, response: HttpResponseBase, error: BaseException
+    ) -> dict[str, Any]:
+        alias = _alias_of(error)
+        retry_after = int(response["Retry-After"])
+        sqlstate = sqlstate_of(error)
+        stats.increment("unavailable_responses", alias)
+        # The error's class and SQLSTATE only: driver messages can name hosts
+        # and users, and the query string can carry tokens.
+        logger.warning(
+            "Database %r unavailable: answered 503 to %s %s (Retry-After %ss, %s%s)",
+            alias,
+            request.method,
+            request.path,
+            retry_after,
+            type(error).__name__,
+            f" {sqlstate}" if sqlstate else "",
+        )
+        return {"request": request, "alias": alias, "retry_after": retry_after, "error": error}
+
+    def _announce(self, request: HttpRequest, response: HttpResponseBase) -> None:
+        error = self._unannounced_error(response)
+        if error is None:
+            return
+        kwargs = self._log_and_count(request, response, error)
+        for receiver, result in signals.database_unavailable_response.send_robust(
+            sender=type(self), **kwargs
+        ):
+            if isinstance(result, Exception):
+                logger.error("Receiver %r of database_unavailable_response failed", receiver)
+
+    async def _aannounce(self, request: HttpRequest, response: HttpResponseBase) -> None:
+        error = self._unannounced_error(response)
+        if error is None:
+            return
+        kwargs = self._log_and_count(request, response, error)
+        signal = signals.database_unavailable_response
+        if hasattr(signal, "asend_robust"):  # Django 5.0+
+            results = await signal.asend_robust(sender=type(self), **kwargs)
+        else:  # pragma: no cover - Django 4.2
+            results = signal.send_robust(sender=type(self), **kwargs)
+        for receiver, result in results:
+            if isinstance(result, Exception):
+                logger.error("Receiver %r of database_unavailable_response failed", receiver)

@@ -1,0 +1,180 @@
+"""The 503 answer to a database outage: pure helpers, no database access.
+
+:func:`unavailable_response` builds what the middleware sends: the HTML page
+for browsers, JSON for API clients, a bare 503 for webhook senders. It never
+touches the database (no request context processors, no session, no user), so
+it works in the middle of the outage it reports.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Literal
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.template import TemplateDoesNotExist
+from django.template.loader import get_template
+from django.utils import translation
+from django.utils.cache import add_never_cache_headers, patch_vary_headers
+from django.utils.html import escape
+from django.utils.translation import gettext
+
+from django_pg_resilience import conf
+
+__all__ = [
+    "TEMPLATE_NAME",
+    "ResponseKind",
+    "response_kind",
+    "retry_after_for",
+    "unavailable_response",
+    "wants_json",
+]
+
+logger = logging.getLogger("django_pg_resilience.middleware")
+
+#: The page's template; a project overrides it by providing the same name.
+TEMPLATE_NAME = "django_pg_resilience/unavailable.html"
+
+ResponseKind = Literal["html", "json", "bare"]
+
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+
+# Served when the template itself cannot be rendered (a broken override, a
+# missing app): the outage must still get a 503, never a 500.
+_FALLBACK_PAGE = (
+    "<!doctype html><html><head><meta charset=utf-8>"
+    "<meta name=viewport content='width=device-width,initial-scale=1'>"
+    "<title>{title}</title>{refresh}</head>"
+    "<body style='font-family:system-ui,sans-serif;max-width:36em;margin:4em auto;padding:0 1em'>"
+    "<h1>{heading}</h1><p>{message}</p></body></html>"
+)
+
+
+def retry_after_for(error: BaseException | None) -> int:
+    """Seconds for ``Retry-After``: the breaker's next probe when known, else the setting.
+
+    Looks for a ``retry_after`` attribute (set by :class:`~.errors.DatabaseUnavailable`)
+    on ``error`` and the errors it wraps. Rounded up, never below 1.
+    """
+    seen = 0
+    while error is not None and seen < 5:
+        value = getattr(error, "retry_after", None)
+        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+            return max(1, math.ceil(value))
+        error = error.__cause__ or error.__context__
+        seen += 1
+    return max(1, conf.app_settings().RETRY_AFTER)
+
+
+def _quality(params: list[str]) -> float:
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "q":
+            try:
+                return max(0.0, min(1.0, float(value.strip())))
+            except ValueError:
+                return 0.0
+    return 1.0
+
+
+def wants_json(accept: str) -> bool:
+    """True when the ``Accept`` header prefers JSON to HTML.
+
+    Only media types named explicitly count (``application/json`` or any
+    ``+json`` type against ``text/html`` / ``application/xhtml+xml``), so a
+    browser's ``*/*`` and a bare ``*/*`` both get the page; a tie goes to HTML.
+    """
+    best_json = best_html = 0.0
+    for part in accept.split(","):
+        media_type, *params = part.split(";")
+        media_type = media_type.strip().lower()
+        quality = _quality(params)
+        if media_type == "application/json" or media_type.endswith("+json"):
+            best_json = max(best_json, quality)
+        elif media_type in ("text/html", "application/xhtml+xml"):
+            best_html = max(best_html, quality)
+    return best_json > best_html
+
+
+def response_kind(request: HttpRequest, *, bare: bool = False) -> ResponseKind:
+    """Which 503 ``request`` gets: ``bare`` for webhooks, ``json`` for APIs, else ``html``."""
+    if bare:
+        return "bare"
+    prefixes = conf.app_settings().JSON_PATH_PREFIXES
+    if prefixes and request.path_info.startswith(tuple(prefixes)):
+        return "json"
+    if wants_json(request.headers.get("Accept", "")):
+        return "json"
+    return "html"
+
+
+def _page(request: HttpRequest, retry_after: int) -> str:
+    unsafe = request.method not in _SAFE_METHODS
+    context = {
+        "retry_after": retry_after,
+        "unsafe_method": unsafe,
+        "method": request.method,
+    }
+    language = (
+        translation.get_language_from_request(request, check_path=False)
+        if settings.USE_I18N
+        else settings.LANGUAGE_CODE
+    )
+    with translation.override(language):
+        try:
+            # No request: no context processors, so nothing reads the session,
+            # the user or the database while rendering.
+            return get_template(TEMPLATE_NAME).render(context)
+        except Exception as exc:
+            level = logging.WARNING if isinstance(exc, TemplateDoesNotExist) else logging.ERROR
+            logger.log(
+                level,
+                "Could not render %s (%s); sent the built-in page instead.",
+                TEMPLATE_NAME,
+                type(exc).__name__,
+                exc_info=level == logging.ERROR,
+            )
+            return _fallback_page(retry_after, unsafe)
+
+
+def _fallback_page(retry_after: int, unsafe: bool) -> str:
+    if unsafe:
+        message = gettext("Your action was not completed. It is safe to repeat it in a moment.")
+        refresh = ""
+    else:
+        message = gettext("This page will reload by itself in a moment.")
+        refresh = f"<meta http-equiv=refresh content={int(retry_after)}>"
+    return _FALLBACK_PAGE.format(
+        refresh=refresh,
+        title=escape(gettext("Temporarily unavailable")),
+        heading=escape(gettext("We'll be right back")),
+        message=escape(message),
+    )
+
+
+def unavailable_response(
+    request: HttpRequest, error: BaseException | None = None, *, bare: bool = False
+) -> HttpResponse:
+    """The 503 for ``request`` during an outage (``error`` is the availability error).
+
+    Status 503, ``Retry-After`` (see :func:`retry_after_for`), Django's
+    never-cache headers (``Cache-Control`` includes ``no-store``) and
+    ``Vary: Accept``. The body depends on :func:`response_kind`.
+    """
+    retry_after = retry_after_for(error)
+    kind = response_kind(request, bare=bare)
+    response: HttpResponse
+    if kind == "json":
+        response = JsonResponse(
+            {"error": "database_unavailable", "retry_after": retry_after}, status=503
+        )
+    elif kind == "bare":
+        response = HttpResponse(status=503, content_type="text/plain; charset=utf-8")
+    else:
+        response = HttpResponse(_page(request, retry_after), status=503)
+    response["Retry-After"] = str(retry_after)
+    add_never_cache_headers(response)
+    patch_vary_headers(response, ["Accept"])
+    return response
