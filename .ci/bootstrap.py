@@ -23,7 +23,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / ".venv"
 VENV_PYTHON = VENV / "bin" / "python"
-APT_PACKAGES = ["postgresql", "postgresql-contrib", "pgbouncer", "chromium"]
+#: Debian packages for the demo: PostgreSQL's server binaries.
+SERVER_PACKAGES = ("postgresql", "postgresql-contrib")
+#: And for the test suite: PgBouncer for the pooled-failover tests, Chromium for the 503 page's
+#: browser test (each skipped with a reason where it cannot be installed).
+TEST_PACKAGES = (*SERVER_PACKAGES, "pgbouncer", "chromium")
 
 
 def _say(message: str) -> None:
@@ -36,28 +40,31 @@ def _have_postgres() -> bool:
     return bool(glob.glob("/usr/lib/postgresql/*/bin/initdb")) or bool(shutil.which("initdb"))
 
 
-def ensure_system_packages() -> None:
-    missing_pg = not _have_postgres()
-    missing_bouncer = shutil.which("pgbouncer") is None and not Path("/usr/sbin/pgbouncer").exists()
-    # The 503 page's browser test drives Debian's chromium (skipped without it).
-    missing_browser = not Path("/usr/bin/chromium").exists()
-    if not (missing_pg or missing_bouncer or missing_browser):
+def _missing(package: str) -> bool:
+    if package.startswith("postgresql"):
+        return not _have_postgres()
+    return shutil.which(package) is None and not Path("/usr/sbin", package).exists()
+
+
+def ensure_system_packages(packages: tuple[str, ...]) -> None:
+    missing = [package for package in packages if _missing(package)]
+    if not missing:
         return
-    wanted = " ".join(APT_PACKAGES)
+    wanted = " ".join(packages)
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        if missing_pg:
+        if not _have_postgres():
             sys.exit(
                 "PostgreSQL server binaries are missing. Install them, e.g.\n"
                 f"    sudo apt-get update && sudo apt-get install -y {wanted}\n"
                 "or set PG_BINDIR to the directory that holds initdb and pg_ctl."
             )
-        _say(f"pgbouncer or chromium is missing; their tests will be skipped ({wanted})")
+        _say(f"{' and '.join(missing)} missing; the tests that need them are skipped ({wanted})")
         return
     _say(f"installing {wanted} with apt-get")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
     subprocess.run(
-        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *APT_PACKAGES],
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages],
         check=True,
         env=env,
     )
@@ -84,8 +91,8 @@ def ensure_venv(extras: str = "dev") -> None:
         os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), *sys.argv])
 
 
-def bootstrap(extras: str = "dev") -> None:
-    ensure_system_packages()
+def bootstrap(extras: str = "dev", packages: tuple[str, ...] = SERVER_PACKAGES) -> None:
+    ensure_system_packages(packages)
     ensure_venv(extras)
     os.chdir(ROOT)
     if str(ROOT) not in sys.path:

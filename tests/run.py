@@ -12,10 +12,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / ".ci"))
 
-from bootstrap import bootstrap
+from bootstrap import TEST_PACKAGES, bootstrap
 
 if __name__ == "__main__":
-    bootstrap()
+    bootstrap(packages=TEST_PACKAGES)
     import pytest
 
     sys.exit(pytest.main(["-p", "no:cacheprovider", *sys.argv[1:]]))
