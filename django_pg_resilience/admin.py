@@ -1,0 +1,74 @@
+"""Django admin for webhook events: find them, read them, replay the failed ones."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db import transaction
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
+
+from django_pg_resilience.models import WebhookEvent
+from django_pg_resilience.webhooks.processing import describe_error, run_handler
+from django_pg_resilience.webhooks.views import load_handler
+
+
+@admin.register(WebhookEvent)
+class WebhookEventAdmin(admin.ModelAdmin):
+    list_display = ["source", "key", "topic", "account", "status", "attempts", "received_at"]
+    list_filter = ["status", "source", "topic"]
+    search_fields = ["=key", "=event_id", "account"]
+    date_hierarchy = "received_at"
+    ordering = ["-received_at"]
+    readonly_fields = [
+        "source",
+        "key",
+        "event_id",
+        "topic",
+        "account",
+        "status",
+        "attempts",
+        "received_at",
+        "processed_at",
+        "next_attempt_at",
+        "triggered_at",
+        "last_error",
+        "payload",
+        "headers",
+        "handler",
+    ]
+    actions = ["replay_failed"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    @admin.action(description=_("Replay selected failed events now"), permissions=["view"])
+    def replay_failed(self, request: HttpRequest, queryset: QuerySet[WebhookEvent]) -> None:
+        """Run each failed event's handler again, exactly once (locked, like a delivery)."""
+        replayed = failed = 0
+        for pk in queryset.filter(status=WebhookEvent.Status.FAILED).values_list("pk", flat=True):
+            using = queryset.db
+            try:
+                with transaction.atomic(using=using):
+                    event = (
+                        WebhookEvent.objects.using(using)
+                        .select_for_update()
+                        .filter(pk=pk, status=WebhookEvent.Status.FAILED)
+                        .first()
+                    )
+                    if event is None:
+                        continue  # replayed meanwhile by a redelivery or the worker
+                    run_handler(event, load_handler(event.handler), using)
+                replayed += 1
+            except Exception as exc:
+                failed += 1
+                error = describe_error(exc)
+                WebhookEvent.objects.using(queryset.db).filter(pk=pk).update(last_error=error)
+                self.message_user(request, f"event {pk}: {error}", messages.ERROR)
+        if replayed:
+            self.message_user(request, f"{replayed} events replayed.", messages.SUCCESS)
+        if not replayed and not failed:
+            self.message_user(request, "No failed events selected.", messages.WARNING)

@@ -1,0 +1,137 @@
+"""System checks of the webhook views found in the URLconf (E301-E305, W301)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Warning
+from django.core.exceptions import ImproperlyConfigured
+from django.urls import URLPattern, URLResolver, get_resolver
+
+from django_pg_resilience import conf
+from django_pg_resilience.webhooks.sources import StandardWebhookView
+from django_pg_resilience.webhooks.views import IdempotentWebhookView
+
+__all__ = ["webhook_check_messages", "webhook_views"]
+
+
+def _walk(patterns: Iterable[Any]) -> Iterator[Any]:
+    for pattern in patterns:
+        if isinstance(pattern, URLResolver):
+            yield from _walk(pattern.url_patterns)
+        elif isinstance(pattern, URLPattern):
+            yield pattern.callback
+
+
+def webhook_views() -> list[type[IdempotentWebhookView]]:
+    """Every IdempotentWebhookView subclass routed in the root URLconf."""
+    found: dict[type, None] = {}
+    for callback in _walk(get_resolver().url_patterns):
+        view_class = getattr(callback, "view_class", None)
+        if isinstance(view_class, type) and issubclass(view_class, IdempotentWebhookView):
+            found[view_class] = None
+    return list(found)
+
+
+def _overrides(view_class: type, name: str) -> bool:
+    return getattr(view_class, name) is not getattr(IdempotentWebhookView, name)
+
+
+def _view_messages(view_class: type[IdempotentWebhookView]) -> list[CheckMessage]:
+    name = f"{view_class.__module__}.{view_class.__qualname__}"
+    messages: list[CheckMessage] = []
+    try:
+        secrets = view_class().get_secrets()
+    except Exception as exc:  # a get_secrets() that reads something missing
+        secrets = []
+        messages.append(
+            Error(
+                f"{name}.get_secrets() raised {type(exc).__name__}.",
+                hint="Make get_secrets() return the list of signing secrets.",
+                obj=view_class,
+                id="pg_resilience.E301",
+            )
+        )
+    else:
+        if not secrets or not all(isinstance(s, str) and s for s in secrets):
+            messages.append(
+                Error(
+                    f"{name} has no signing secret: every delivery would be refused with 401.",
+                    hint="Set `secrets = [...]` on the view (the app's client secret; keep the "
+                    "old one too while rotating) or override get_secrets().",
+                    obj=view_class,
+                    id="pg_resilience.E301",
+                )
+            )
+    if not _overrides(view_class, "handle"):
+        messages.append(
+            Error(
+                f"{name} does not define handle(event).",
+                hint="Define handle(self, event) to process event.payload.",
+                obj=view_class,
+                id="pg_resilience.E302",
+            )
+        )
+    if issubclass(view_class, StandardWebhookView):
+        from django_pg_resilience.webhooks.verifiers import standard_webhooks_key
+
+        for secret in secrets:
+            try:
+                standard_webhooks_key(secret)
+            except ImproperlyConfigured:
+                messages.append(
+                    Error(
+                        f"{name} has a secret that is not a Standard Webhooks secret.",
+                        hint="Copy the secret as the sender shows it: 'whsec_' + base64.",
+                        obj=view_class,
+                        id="pg_resilience.E303",
+                    )
+                )
+                break
+    if view_class.verifier is None and not _overrides(view_class, "verify"):
+        messages.append(
+            Error(
+                f"{name} has no verifier: no delivery can be verified.",
+                hint="Subclass ShopifyWebhookView, StandardWebhookView or GitHubWebhookView, "
+                "or override verify(request).",
+                obj=view_class,
+                id="pg_resilience.E304",
+            )
+        )
+    standby = view_class.durable_ack_standby
+    if standby is not None and standby not in settings.DATABASES:
+        messages.append(
+            Error(
+                f"{name}.durable_ack_standby is {standby!r}, which is not in DATABASES.",
+                hint="Name a DATABASES alias that points at a standby, or set it to None to "
+                "ask the primary's pg_stat_replication.",
+                obj=view_class,
+                id="pg_resilience.E305",
+            )
+        )
+    return messages
+
+
+def webhook_check_messages() -> list[CheckMessage]:
+    """All webhook messages: per routed view, plus the body-size setting."""
+    messages: list[CheckMessage] = []
+    for view_class in webhook_views():
+        messages.extend(_view_messages(view_class))
+    try:
+        limit = conf.app_settings().WEBHOOK_MAX_BODY_SIZE
+    except ImproperlyConfigured:
+        return messages  # E002 reports it
+    django_limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    if django_limit is not None and limit > django_limit:
+        messages.append(
+            Warning(
+                f"PG_RESILIENCE['WEBHOOK_MAX_BODY_SIZE'] ({limit}) is above "
+                f"DATA_UPLOAD_MAX_MEMORY_SIZE ({django_limit}): Django refuses bodies over "
+                "its own limit first (413).",
+                hint="Lower WEBHOOK_MAX_BODY_SIZE or raise DATA_UPLOAD_MAX_MEMORY_SIZE.",
+                id="pg_resilience.W301",
+            )
+        )
+    return messages

@@ -1,0 +1,261 @@
+"""Exactly-once processing of a verified delivery: inline, queued, or by the worker.
+
+The unique ``(source, key)`` index does the work. The event row is inserted
+with ``INSERT ... ON CONFLICT DO NOTHING`` inside the transaction that runs the
+handler, so:
+
+* a concurrent duplicate's insert waits on the index until the first delivery's
+  transaction ends; if that one committed, the duplicate finds a succeeded row
+  and answers "duplicate"; if it rolled back (the handler raised, the primary
+  died), the duplicate's insert goes through and it processes the event itself;
+* a failed or pending row is locked ``FOR UPDATE`` and processed under the lock,
+  so two retries of a failed event cannot both run the handler.
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+import functools
+import logging
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import DataError, connections, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from django_pg_resilience.models import WebhookEvent
+from django_pg_resilience.webhooks.exceptions import bad_request
+
+__all__ = [
+    "Delivery",
+    "Outcome",
+    "describe_error",
+    "enqueue",
+    "process_inline",
+    "record_failure",
+    "run_handler",
+]
+
+logger = logging.getLogger("django_pg_resilience.webhooks")
+
+#: Longest ``last_error`` kept, in characters.
+ERROR_LIMIT = 2000
+
+Status = WebhookEvent.Status
+
+
+class Outcome(enum.Enum):
+    """What became of a delivery (the ``status`` of a 200 response)."""
+
+    PROCESSED = "processed"
+    DUPLICATE = "duplicate"
+    QUEUED = "queued"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A verified delivery, ready to be stored."""
+
+    source: str
+    key: str
+    payload: Any
+    topic: str = ""
+    account: str = ""
+    event_id: str = ""
+    triggered_at: datetime.datetime | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    handler: str = ""
+
+
+def describe_error(
+    exc: BaseException, secrets: Sequence[str] = (), *, with_traceback: bool = False
+) -> str:
+    """``Type: message``, truncated, with every secret masked (for ``last_error`` and logs)."""
+    if with_traceback:
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    if not with_traceback and len(text) > ERROR_LIMIT:
+        text = text[: ERROR_LIMIT - 1] + "…"
+    return text
+
+
+def _insert_if_new(
+    delivery: Delivery,
+    using: str,
+    *,
+    status: str,
+    attempts: int = 0,
+    last_error: str = "",
+) -> int | None:
+    """Insert the event row unless ``(source, key)`` exists; its id, or None.
+
+    ``ON CONFLICT DO NOTHING`` waits for an in-flight insert of the same key
+    to commit or roll back, which is what orders concurrent duplicates.
+    """
+    connection = connections[using]
+    now = timezone.now()
+    values: dict[str, Any] = {
+        "source": delivery.source,
+        "key": delivery.key,
+        "event_id": delivery.event_id,
+        "topic": delivery.topic,
+        "account": delivery.account,
+        "status": status,
+        "attempts": attempts,
+        "received_at": now,
+        "processed_at": now if status == Status.SUCCEEDED else None,
+        "next_attempt_at": now if status == Status.PENDING else None,
+        "triggered_at": delivery.triggered_at,
+        "last_error": last_error,
+        "payload": delivery.payload,
+        "headers": dict(delivery.headers),
+        "handler": delivery.handler,
+    }
+    fields = _fields()
+    params = [fields[name].get_db_prep_save(value, connection) for name, value in values.items()]
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(_insert_sql(connection.ops.quote_name, tuple(values)), params)
+            row = cursor.fetchone()
+    except DataError:
+        # Valid JSON PostgreSQL cannot store (a NUL character, a huge number):
+        # no retry would ever succeed, so it is refused like malformed JSON.
+        # Raising leaves the caller's atomic block, which rolls back.
+        raise bad_request("unstorable_payload") from None
+    return None if row is None else int(row[0])
+
+
+def _fields() -> dict[str, Any]:
+    return {f.name: f for f in WebhookEvent._meta.concrete_fields}
+
+
+@functools.lru_cache(maxsize=8)
+def _insert_sql(quote: Callable[[str], str], names: tuple[str, ...]) -> str:
+    fields = _fields()
+    columns = ", ".join(quote(str(fields[name].column)) for name in names)
+    unique = ", ".join(quote(str(fields[name].column)) for name in ("source", "key"))
+    placeholders = ", ".join(["%s"] * len(names))
+    return (
+        f"INSERT INTO {quote(WebhookEvent._meta.db_table)} ({columns}) "  # noqa: S608
+        f"VALUES ({placeholders}) ON CONFLICT ({unique}) DO NOTHING "
+        f"RETURNING {quote(str(fields['id'].column))}"
+    )
+
+
+def _event_from(pk: int, delivery: Delivery, using: str) -> WebhookEvent:
+    """The row just inserted by :func:`process_inline`, without reading it back."""
+    event = WebhookEvent(
+        pk=pk,
+        source=delivery.source,
+        key=delivery.key,
+        event_id=delivery.event_id,
+        topic=delivery.topic,
+        account=delivery.account,
+        status=Status.SUCCEEDED,
+        attempts=1,
+        processed_at=timezone.now(),
+        triggered_at=delivery.triggered_at,
+        payload=delivery.payload,
+        headers=dict(delivery.headers),
+        handler=delivery.handler,
+    )
+    event._state.adding = False
+    event._state.db = using
+    return event
+
+
+def run_handler(
+    event: WebhookEvent,
+    handle: Callable[[WebhookEvent], None],
+    using: str,
+    *,
+    count_attempt: bool = True,
+) -> None:
+    """Run ``handle(event)`` and mark the event succeeded, in the caller's transaction.
+
+    The event already says succeeded while ``handle`` runs (as the row of a
+    new inline event does): it commits so only together with the handler's writes.
+    """
+    if count_attempt:
+        event.attempts += 1
+    event.status = Status.SUCCEEDED
+    event.processed_at = timezone.now()
+    event.next_attempt_at = None
+    event.last_error = ""
+    handle(event)
+    event.save(
+        using=using,
+        update_fields=["status", "attempts", "processed_at", "next_attempt_at", "last_error"],
+    )
+
+
+def process_inline(
+    delivery: Delivery, handle: Callable[[WebhookEvent], None], using: str
+) -> Outcome:
+    """Store the event and run ``handle`` in one transaction; DUPLICATE if it already succeeded.
+
+    An exception from ``handle`` (or from the database) rolls everything back
+    and propagates: the caller records a handler failure with
+    :func:`record_failure`, or answers 503 for an availability error.
+    """
+    with transaction.atomic(using=using):
+        # A new event is inserted already marked succeeded: nobody sees the
+        # row before COMMIT, and if handle() raises it rolls back with the
+        # handler's writes. One statement fewer than insert-then-update.
+        pk = _insert_if_new(delivery, using, status=Status.SUCCEEDED, attempts=1)
+        if pk is not None:
+            handle(_event_from(pk, delivery, using))
+            return Outcome.PROCESSED
+        event = (
+            WebhookEvent.objects.using(using)
+            .select_for_update()
+            .get(source=delivery.source, key=delivery.key)
+        )
+        if event.status == Status.SUCCEEDED:
+            return Outcome.DUPLICATE
+        # A failed or still-pending event: this delivery processes it now,
+        # under the row lock (the async worker skips locked rows).
+        run_handler(event, handle, using)
+    return Outcome.PROCESSED
+
+
+def enqueue(delivery: Delivery, using: str) -> Outcome:
+    """Store the event as pending for ``manage.py process_webhooks``.
+
+    QUEUED for a new event, and for a failed one (a sender's retry re-arms it);
+    DUPLICATE when it is already pending, being processed, or done.
+    """
+    with transaction.atomic(using=using):
+        if _insert_if_new(delivery, using, status=Status.PENDING) is not None:
+            return Outcome.QUEUED
+        rearmed = (
+            WebhookEvent.objects.using(using)
+            .filter(source=delivery.source, key=delivery.key, status=Status.FAILED)
+            .update(status=Status.PENDING, attempts=0, next_attempt_at=timezone.now())
+        )
+    return Outcome.QUEUED if rearmed else Outcome.DUPLICATE
+
+
+def record_failure(delivery: Delivery, error: str, using: str) -> None:
+    """Record that ``handle`` raised for ``delivery`` (its own transaction, after the rollback).
+
+    The row may not exist (the handler's transaction rolled back its insert) or
+    may meanwhile have succeeded through a concurrent duplicate: never
+    overwrite a success.
+    """
+    with transaction.atomic(using=using):
+        pk = _insert_if_new(delivery, using, status=Status.FAILED, attempts=1, last_error=error)
+        if pk is None:
+            WebhookEvent.objects.using(using).filter(
+                source=delivery.source, key=delivery.key
+            ).exclude(status=Status.SUCCEEDED).update(
+                status=Status.FAILED, attempts=F("attempts") + 1, last_error=error
+            )

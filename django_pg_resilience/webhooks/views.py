@@ -1,0 +1,309 @@
+"""``IdempotentWebhookView``: verify, deduplicate, process exactly once, acknowledge durably.
+
+Subclass a source's view (:class:`~django_pg_resilience.webhooks.ShopifyWebhookView`,
+``StandardWebhookView``, ``GitHubWebhookView``) or this base, give it
+``secrets`` and a ``handle(event)``, and route to ``as_view()``.
+
+The order of work in :meth:`IdempotentWebhookView.post` is the contract: the
+size limit and the signature are checked on the raw body before anything is
+parsed or any database is touched, so a forged or oversized delivery costs no
+query and leaves no row.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+from django.core.exceptions import ImproperlyConfigured, RequestDataTooBig
+from django.db import router
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
+from django.http.request import RawPostDataException, UnreadablePostError
+from django.utils.decorators import method_decorator
+from django.utils.module_loading import import_string
+from django.views import View
+from django.views.decorators.csrf import csrf_exempt
+
+from django_pg_resilience import conf, signals, stats
+from django_pg_resilience.errors import is_availability_error
+from django_pg_resilience.models import WebhookEvent
+from django_pg_resilience.webhooks import durability, processing
+from django_pg_resilience.webhooks.exceptions import WebhookRejected, bad_request
+from django_pg_resilience.webhooks.processing import Delivery, Outcome
+from django_pg_resilience.webhooks.verifiers import Verifier
+
+__all__ = ["IdempotentWebhookView", "handler_path", "load_handler"]
+
+logger = logging.getLogger("django_pg_resilience.webhooks")
+
+
+class _EveryAlias(frozenset[str]):
+    """A ``_non_atomic_requests`` set that holds every alias.
+
+    ATOMIC_REQUESTS would wrap the view in a transaction: the failure record
+    would roll back with the handler, and the durable ack would wait for a
+    commit that has not happened. Django's ``non_atomic_requests`` takes one
+    alias at a time; webhooks opt out for all of them, whatever DATABASES holds.
+    """
+
+    def __contains__(self, alias: object) -> bool:
+        return True
+
+
+def _refuse_constant(name: str) -> Any:
+    # NaN and Infinity are Python's extension of JSON; PostgreSQL refuses them.
+    raise ValueError(f"{name} is not JSON")
+
+
+def handler_path(view_class: type) -> str:
+    """The dotted path stored in ``WebhookEvent.handler`` for ``view_class``."""
+    return f"{view_class.__module__}.{view_class.__qualname__}"
+
+
+def load_handler(path: str) -> Callable[[WebhookEvent], None]:
+    """The ``handle`` of the view class at ``path`` (for the worker and the admin's replay)."""
+    view_class = import_string(path)
+    if not (isinstance(view_class, type) and issubclass(view_class, IdempotentWebhookView)):
+        raise ImproperlyConfigured(f"{path} is not an IdempotentWebhookView subclass.")
+    return view_class().handle
+
+
+@method_decorator(csrf_exempt, name="dispatch")
+class IdempotentWebhookView(View):
+    """A POST-only, CSRF-exempt view that processes each event exactly once.
+
+    Override :meth:`handle`; set ``secrets`` (or override :meth:`get_secrets`).
+    Responses: 200 ``{"status": "processed" | "duplicate" | "queued"}``; 401
+    bad or missing signature; 400 malformed JSON or missing header; 413 body
+    too large; 503 + Retry-After when the database is unavailable or the
+    durable ack is unconfirmed; 500 only when ``handle`` raises (the event is
+    recorded failed and a retry runs ``handle`` again).
+    """
+
+    http_method_names = ["post"]
+
+    #: ``WebhookEvent.source``: keys are unique per source.
+    source: ClassVar[str] = "webhook"
+    #: The signing secrets; several during a rotation. Or override get_secrets().
+    secrets: ClassVar[Sequence[str]] = ()
+    #: Checks the signature; the source views set it.
+    verifier: ClassVar[Verifier | None] = None
+    #: Store as pending and answer at once; ``manage.py process_webhooks`` runs handle().
+    process_async: ClassVar[bool] = False
+    #: Answer 2xx only once a standby has flushed the commit (503 otherwise).
+    durable_ack: ClassVar[bool] = False
+    #: Seconds the durable ack waits; None: PG_RESILIENCE["WEBHOOK_DURABLE_ACK_TIMEOUT"].
+    durable_ack_timeout: ClassVar[float | None] = None
+    #: A DATABASES alias of a standby to ask for the flush position, instead of
+    #: the primary's pg_stat_replication (which needs pg_read_all_stats).
+    durable_ack_standby: ClassVar[str | None] = None
+    #: The DATABASES alias the events go to; None: the router's db_for_write.
+    using: ClassVar[str | None] = None
+    #: Largest body in bytes; None: PG_RESILIENCE["WEBHOOK_MAX_BODY_SIZE"].
+    max_body_size: ClassVar[int | None] = None
+    #: Request headers kept in ``WebhookEvent.headers`` (never a signature header).
+    stored_headers: ClassVar[Sequence[str]] = ()
+
+    @classmethod
+    def as_view(cls, **initkwargs: Any) -> Callable[..., HttpResponseBase]:
+        view = super().as_view(**initkwargs)
+        # Read by the 503 middleware: webhooks get a bare 503, not the HTML page.
+        view.pg_resilience_bare_503 = True  # type: ignore[attr-defined]
+        view._non_atomic_requests = _EveryAlias()  # type: ignore[attr-defined]
+        return view
+
+    # --- override points -----------------------------------------------------
+
+    def get_secrets(self) -> list[str]:
+        """The secrets a delivery may be signed with (rotation: old and new)."""
+        return list(self.secrets)
+
+    def verify(self, request: HttpRequest) -> None:
+        """Raise ``WebhookRejected`` unless the raw body is signed. No database access here."""
+        if self.verifier is None:
+            raise ImproperlyConfigured(
+                f"{type(self).__name__} has no verifier: subclass ShopifyWebhookView, "
+                "StandardWebhookView or GitHubWebhookView, or override verify()."
+            )
+        self.verifier.verify(request.body, request.headers, self.get_secrets())
+
+    def get_idempotency_key(self, request: HttpRequest, payload: Any) -> str:
+        """The deduplication key; raise ``WebhookRejected`` (400) when it is missing."""
+        raise NotImplementedError(f"{type(self).__name__} must define get_idempotency_key()")
+
+    def get_topic(self, request: HttpRequest, payload: Any) -> str:
+        return ""
+
+    def get_account(self, request: HttpRequest, payload: Any) -> str:
+        return ""
+
+    def get_event_id(self, request: HttpRequest, payload: Any) -> str:
+        return ""
+
+    def get_triggered_at(self, request: HttpRequest, payload: Any) -> datetime.datetime | None:
+        return None
+
+    def get_stored_headers(self, request: HttpRequest) -> dict[str, str]:
+        return {
+            name: request.headers[name] for name in self.stored_headers if name in request.headers
+        }
+
+    def handle(self, event: WebhookEvent) -> None:
+        """Process the event (``event.payload`` is the parsed JSON). Your code.
+
+        It runs inside the transaction that marks the event succeeded (so
+        ``event.status`` already says so): its database writes commit with it
+        or not at all. Do anything outside the database (mail, HTTP calls) in
+        ``transaction.on_commit``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must define handle(event)")
+
+    # --- the request ---------------------------------------------------------
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            delivery = self.read_delivery(request)
+            using = self.using or router.db_for_write(WebhookEvent)
+            try:
+                return self.store(delivery, using)
+            except Exception as exc:
+                if is_availability_error(exc):
+                    return self.unavailable(exc, delivery, "database_unavailable")
+                raise
+        except WebhookRejected as rejected:
+            logger.warning("webhook %s rejected (%s): %s", self.source, rejected.code, rejected)
+            return JsonResponse({"error": rejected.code}, status=rejected.status)
+
+    def read_delivery(self, request: HttpRequest) -> Delivery:
+        """Size, signature, JSON, key: everything before the database. Raises WebhookRejected."""
+        limit = self.max_body_size
+        if limit is None:
+            limit = conf.app_settings().WEBHOOK_MAX_BODY_SIZE
+        try:
+            declared = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            raise bad_request("bad_content_length") from None
+        if declared > limit:
+            raise WebhookRejected(413, "body_too_large")
+        try:
+            body = request.body
+        except RequestDataTooBig:
+            raise WebhookRejected(413, "body_too_large") from None
+        except RawPostDataException:
+            logger.error(
+                "webhook %s: the request body was consumed before the view (a middleware read "
+                "request.POST or the stream), so the signature cannot be checked. Do not read "
+                "request.POST in middleware for webhook paths.",
+                self.source,
+            )
+            raise bad_request("body_unavailable") from None
+        except UnreadablePostError:
+            raise bad_request("body_unreadable") from None
+        if len(body) > limit:
+            raise WebhookRejected(413, "body_too_large")
+        self.verify(request)
+        try:
+            payload = json.loads(body, parse_constant=_refuse_constant)
+        except (ValueError, RecursionError):
+            raise bad_request("malformed_json") from None
+        key = self.get_idempotency_key(request, payload)
+        if not key or len(key) > 255:
+            raise bad_request("missing_header", "the idempotency key is missing or too long")
+        return Delivery(
+            source=self.source,
+            key=key,
+            payload=payload,
+            topic=self.get_topic(request, payload)[:255],
+            account=self.get_account(request, payload)[:255],
+            event_id=self.get_event_id(request, payload)[:255],
+            triggered_at=self.get_triggered_at(request, payload),
+            headers=self.get_stored_headers(request),
+            handler=handler_path(type(self)),
+        )
+
+    def store(self, delivery: Delivery, using: str) -> HttpResponse:
+        """Process or queue the delivery, then (durable_ack) wait for a standby."""
+        if self.process_async:
+            outcome = processing.enqueue(delivery, using)
+        else:
+            try:
+                outcome = processing.process_inline(delivery, self.handle, using)
+            except WebhookRejected:
+                raise
+            except Exception as exc:
+                if is_availability_error(exc):
+                    raise
+                return self.handler_failed(exc, delivery, using)
+        self.announce(outcome, delivery)
+        if self.durable_ack and not self.confirm_durable(delivery, using):
+            return self.unavailable(None, delivery, "durable_ack_unconfirmed")
+        return JsonResponse({"status": outcome.value})
+
+    def confirm_durable(self, delivery: Delivery, using: str) -> bool:
+        timeout = self.durable_ack_timeout
+        if timeout is None:
+            timeout = conf.app_settings().WEBHOOK_DURABLE_ACK_TIMEOUT
+        stats.increment("webhooks_durable_ack_waits", delivery.source)
+        lsn = durability.current_wal_position(using)
+        confirmed = durability.wait_for_standby_flush(
+            using, lsn, timeout=timeout, standby=self.durable_ack_standby
+        )
+        if not confirmed:
+            stats.increment("webhooks_durable_ack_timeouts", delivery.source)
+            logger.warning(
+                "webhook %s %s: no standby flushed %s within %.1f s; answering 503",
+                delivery.source,
+                delivery.key,
+                lsn,
+                timeout,
+            )
+        return confirmed
+
+    def announce(self, outcome: Outcome, delivery: Delivery) -> None:
+        kwargs = {"source": delivery.source, "key": delivery.key, "topic": delivery.topic}
+        if outcome is Outcome.DUPLICATE:
+            stats.increment("webhooks_duplicates", delivery.source)
+            signals.webhook_duplicate.send(sender=type(self), **kwargs)
+        else:
+            stats.increment("webhooks_received", delivery.source)
+            signals.webhook_received.send(sender=type(self), **kwargs)
+
+    def handler_failed(self, exc: Exception, delivery: Delivery, using: str) -> HttpResponse:
+        error = processing.describe_error(exc, self.get_secrets())
+        # The traceback is formatted and masked here: exc_info would log the
+        # exception's message as is, secrets included.
+        trace = processing.describe_error(exc, self.get_secrets(), with_traceback=True)
+        logger.error("webhook %s %s: handle() raised\n%s", delivery.source, delivery.key, trace)
+        stats.increment("webhooks_failed", delivery.source)
+        signals.webhook_failed.send(
+            sender=type(self),
+            source=delivery.source,
+            key=delivery.key,
+            topic=delivery.topic,
+            error=error,
+        )
+        try:
+            processing.record_failure(delivery, error, using)
+        except Exception as record_exc:
+            if is_availability_error(record_exc):
+                return self.unavailable(record_exc, delivery, "database_unavailable")
+            raise
+        return JsonResponse({"error": "handler_failed"}, status=500)
+
+    def unavailable(self, exc: BaseException | None, delivery: Delivery, code: str) -> HttpResponse:
+        retry_after = getattr(exc, "retry_after", None) or conf.app_settings().RETRY_AFTER
+        if exc is not None:
+            logger.warning(
+                "webhook %s %s: database unavailable (%s); answering 503",
+                delivery.source,
+                delivery.key,
+                type(exc).__name__,
+            )
+        response = JsonResponse({"error": code}, status=503)
+        response["Retry-After"] = str(max(1, math.ceil(retry_after)))
+        response["Cache-Control"] = "no-store"
+        return response

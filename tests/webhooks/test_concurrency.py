@@ -1,0 +1,89 @@
+"""Concurrent identical deliveries through a real threaded HTTP server."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from django.db import connection
+
+from django_pg_resilience.models import WebhookEvent
+from django_pg_resilience.testing.webhooks import shopify_request
+from tests.testapp.models import Item
+from tests.webhooks.server import Reply, live_server, send
+from tests.webhooks.views import SHOPIFY_SECRET, calls
+
+pytestmark = [pytest.mark.urls("tests.webhooks.urls"), pytest.mark.django_db(transaction=True)]
+
+DELIVERIES = 50
+
+
+def lock_waiters() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return int(cursor.fetchone()[0])
+
+
+def test_fifty_concurrent_identical_deliveries_take_effect_once() -> None:
+    delivery = shopify_request({"id": 5001}, SHOPIFY_SECRET, webhook_id="same-instant")
+    calls.block = True  # the first handle() holds its transaction open until released
+    start = threading.Barrier(DELIVERIES)
+
+    with live_server() as url:
+
+        def deliver(_: int) -> Reply:
+            start.wait(10)
+            return send(delivery.urllib_request(url + "/shopify/orders"))
+
+        with ThreadPoolExecutor(DELIVERIES) as pool:
+            futures = [pool.submit(deliver, i) for i in range(DELIVERIES)]
+            assert calls.entered.wait(20), "no delivery reached handle()"
+            # Let the duplicates pile up on the unique index while the first is
+            # inside handle(); poll with a deadline, release whatever happened.
+            deadline = time.monotonic() + 15
+            while lock_waiters() < DELIVERIES - 1 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            waiting = lock_waiters()
+            calls.proceed.set()
+            replies = [future.result(60) for future in futures]
+
+    statuses = [(reply.status, json.loads(reply.body).get("status")) for reply in replies]
+    assert statuses.count((200, "processed")) == 1
+    assert statuses.count((200, "duplicate")) == DELIVERIES - 1
+    assert calls.keys == ["same-instant"]
+    assert WebhookEvent.objects.count() == 1
+    assert Item.objects.filter(name="shopify:same-instant").count() == 1
+    # Most duplicates were really concurrent (blocked on the index), not late.
+    assert waiting >= DELIVERIES // 2, f"only {waiting} deliveries overlapped"
+
+
+def test_a_concurrent_duplicate_processes_the_event_when_the_first_rolls_back() -> None:
+    delivery = shopify_request({"id": 5002}, SHOPIFY_SECRET, webhook_id="first-fails")
+    calls.block = True
+    calls.fail_first = RuntimeError("the first attempt breaks after its insert")
+
+    with live_server() as url, ThreadPoolExecutor(2) as pool:
+        first = pool.submit(send, delivery.urllib_request(url + "/shopify/orders"))
+        assert calls.entered.wait(20), "the first delivery never reached handle()"
+        second = pool.submit(send, delivery.urllib_request(url + "/shopify/orders"))
+        deadline = time.monotonic() + 15
+        while lock_waiters() < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        overlapped = lock_waiters() >= 1
+        calls.proceed.set()
+        first_reply, second_reply = first.result(60), second.result(60)
+
+    assert overlapped, "the second delivery did not wait on the first one's insert"
+    assert (first_reply.status, json.loads(first_reply.body)) == (500, {"error": "handler_failed"})
+    assert (second_reply.status, json.loads(second_reply.body)) == (200, {"status": "processed"})
+    event = WebhookEvent.objects.get()
+    # The failure record never overwrites the duplicate's success.
+    assert (event.status, event.attempts) == (WebhookEvent.Status.SUCCEEDED, 1)
+    assert calls.keys == ["first-fails", "first-fails"]
+    assert Item.objects.filter(name="shopify:first-fails").count() == 1

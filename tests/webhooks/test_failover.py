@@ -1,0 +1,93 @@
+"""A real failover in the middle of handle(), and a database that is not there."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from django.core.management import call_command
+from django.test import Client
+
+from django_pg_resilience.models import WebhookEvent
+from django_pg_resilience.testing import LocalCluster, Node
+from django_pg_resilience.testing.django import database_alias
+from django_pg_resilience.testing.webhooks import shopify_request
+from tests.testapp.models import Item
+from tests.webhooks.server import live_server, send
+from tests.webhooks.views import FRESH_ALIAS, SHOPIFY_SECRET, calls
+
+pytestmark = [pytest.mark.urls("tests.webhooks.urls")]
+
+
+@pytest.fixture
+def fresh_alias(
+    pg_fresh_cluster: LocalCluster, django_db_blocker: object
+) -> Iterator[LocalCluster]:
+    """FRESH_ALIAS on the test's own cluster (through its endpoint), migrated."""
+    with (
+        django_db_blocker.unblock(),
+        database_alias(  # type: ignore[attr-defined]
+            FRESH_ALIAS, pg_fresh_cluster.endpoint, OPTIONS={"connect_timeout": 2}
+        ),
+    ):
+        call_command("migrate", database=FRESH_ALIAS, verbosity=0)
+        yield pg_fresh_cluster
+
+
+def effects(node: Node, key: str) -> tuple[int, list[tuple[str, int]]]:
+    (items,) = node.query(
+        f"SELECT count(*) FROM {Item._meta.db_table} WHERE name = %s",
+        [f"shopify:{key}"],
+    )[0]
+    events = node.query(
+        f"SELECT status, attempts FROM {WebhookEvent._meta.db_table} WHERE key = %s",
+        [key],
+    )
+    return items, events
+
+
+def test_primary_killed_during_handle_gets_503_then_the_retry_processes_once(
+    fresh_alias: LocalCluster,
+) -> None:
+    cluster = fresh_alias
+    standby = cluster.standbys[0]
+    cluster.wait_for_replay(standby)
+    delivery = shopify_request({"id": 7001}, SHOPIFY_SECRET, webhook_id="killed-mid-handle")
+    calls.block = True
+
+    with live_server() as url, ThreadPoolExecutor(1) as pool:
+        first = pool.submit(send, delivery.urllib_request(url + "/fresh/shopify"))
+        assert calls.entered.wait(20), "handle() was never reached"
+        cluster.kill(cluster.primary)
+        calls.proceed.set()
+        reply = first.result(60)
+
+        assert reply.status == 503, reply.body
+        assert json.loads(reply.body) == {"error": "database_unavailable"}
+        assert int(reply.headers["Retry-After"]) >= 1
+
+        new = cluster.promote(standby)
+        cluster.endpoint.point_to(new)
+        calls.block = False
+        retry = send(delivery.urllib_request(url + "/fresh/shopify"))
+        again = send(delivery.urllib_request(url + "/fresh/shopify"))
+
+    assert (retry.status, json.loads(retry.body)) == (200, {"status": "processed"})
+    assert (again.status, json.loads(again.body)) == (200, {"status": "duplicate"})
+    assert effects(new, "killed-mid-handle") == (1, [("succeeded", 1)])
+
+
+def test_unreachable_database_is_503_with_retry_after_and_no_store(
+    fresh_alias: LocalCluster, client: Client
+) -> None:
+    fresh_alias.endpoint.point_to(None)
+    delivery = shopify_request({"id": 7002}, SHOPIFY_SECRET, webhook_id="db-away")
+    response = client.post("/fresh/shopify", **delivery.client_kwargs())
+
+    assert response.status_code == 503
+    assert json.loads(response.content) == {"error": "database_unavailable"}
+    assert int(response["Retry-After"]) >= 1
+    assert response["Cache-Control"] == "no-store"
+    assert calls.keys == []

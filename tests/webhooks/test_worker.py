@@ -1,0 +1,103 @@
+"""Async mode: store and acknowledge at once; the worker runs handle() exactly once."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import threading
+
+import pytest
+from django.core.management import call_command
+from django.db import connections
+from django.test import Client
+from django.utils import timezone
+
+from django_pg_resilience.models import WebhookEvent
+from django_pg_resilience.testing.webhooks import shopify_request
+from django_pg_resilience.webhooks.worker import backoff_delay, process_due
+from tests.testapp.models import Item
+from tests.webhooks.views import SHOPIFY_SECRET, calls
+
+pytestmark = [pytest.mark.urls("tests.webhooks.urls"), pytest.mark.django_db(transaction=True)]
+
+Status = WebhookEvent.Status
+
+
+def queue(client: Client, webhook_id: str) -> tuple[int, dict[str, str]]:
+    delivery = shopify_request({"id": webhook_id}, SHOPIFY_SECRET, webhook_id=webhook_id)
+    response = client.post("/shopify/async", **delivery.client_kwargs())
+    return response.status_code, json.loads(response.content)
+
+
+def test_async_delivery_is_stored_pending_and_acknowledged_without_handle(client: Client) -> None:
+    assert queue(client, "a-1") == (200, {"status": "queued"})
+    assert queue(client, "a-1") == (200, {"status": "duplicate"})
+    event = WebhookEvent.objects.get()
+    assert event.status == Status.PENDING and event.attempts == 0
+    assert event.handler == "tests.webhooks.views.ShopifyAsync"
+    assert calls.keys == []
+
+
+def test_two_concurrent_workers_process_each_pending_event_once(client: Client) -> None:
+    keys = [f"w-{i}" for i in range(30)]
+    for key in keys:
+        assert queue(client, key)[0] == 200
+    start = threading.Barrier(2)
+    results = []
+
+    def work() -> None:
+        start.wait(10)
+        try:
+            results.append(process_due("default", max_attempts=3, backoff=1.0))
+        finally:
+            connections.close_all()
+
+    workers = [threading.Thread(target=work) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+
+    assert sorted(calls.keys) == sorted(keys)  # each exactly once, none skipped
+    assert sum(r.succeeded for r in results) == len(keys)
+    assert set(WebhookEvent.objects.values_list("status", flat=True)) == {Status.SUCCEEDED}
+    assert Item.objects.count() == len(keys)
+    assert queue(client, "w-0") == (200, {"status": "duplicate"})
+
+
+def test_failing_handler_backs_off_then_fails_after_max_attempts(client: Client) -> None:
+    queue(client, "flaky")
+    calls.fail_with = RuntimeError("downstream is down")
+
+    first = process_due("default", max_attempts=2, backoff=60.0)
+    event = WebhookEvent.objects.get()
+    assert (first.retried, event.status, event.attempts) == (1, Status.PENDING, 1)
+    assert event.next_attempt_at is not None
+    assert event.next_attempt_at > timezone.now() + datetime.timedelta(seconds=50)
+    assert "downstream is down" in event.last_error
+    assert process_due("default", max_attempts=2, backoff=60.0).total == 0  # not due yet
+
+    WebhookEvent.objects.update(next_attempt_at=timezone.now())
+    second = process_due("default", max_attempts=2, backoff=60.0)
+    event.refresh_from_db()
+    assert (second.failed, event.status, event.attempts) == (1, Status.FAILED, 2)
+    assert Item.objects.count() == 0
+
+    # The sender's retry of a failed event re-arms it; the worker then succeeds.
+    calls.fail_with = None
+    assert queue(client, "flaky") == (200, {"status": "queued"})
+    assert process_due("default", max_attempts=2, backoff=60.0).succeeded == 1
+    event.refresh_from_db()
+    assert event.status == Status.SUCCEEDED and Item.objects.count() == 1
+
+
+def test_management_command_once(client: Client) -> None:
+    queue(client, "cmd-1")
+    call_command("process_webhooks", "--once", verbosity=0)
+    assert WebhookEvent.objects.get().status == Status.SUCCEEDED
+    assert calls.keys == ["cmd-1"]
+
+
+def test_backoff_doubles_and_is_capped() -> None:
+    assert [backoff_delay(n, 10.0) for n in (1, 2, 3, 4)] == [10.0, 20.0, 40.0, 80.0]
+    assert backoff_delay(30, 10.0) == 3600.0

@@ -1,0 +1,17 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from tests.webhooks import views
+
+urlpatterns = [
+    path("shopify/orders", views.ShopifyOrders.as_view()),
+    path("shopify/async", views.ShopifyAsync.as_view()),
+    path("shopify/event-id", views.ShopifyByEventId.as_view()),
+    path("shopify/small", views.ShopifySmallBody.as_view()),
+    path("standard/orders", views.StandardOrders.as_view()),
+    path("github/pushes", views.GitHubPushes.as_view()),
+    path("fresh/shopify", views.FreshShopify.as_view()),
+    path("fresh/durable", views.FreshDurable.as_view()),
+    path("fresh/durable-no-wait", views.FreshDurableNoWait.as_view()),
+]
