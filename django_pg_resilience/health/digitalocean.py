@@ -1,0 +1,173 @@
+"""The DigitalOcean Managed Databases view: cluster status, node count, last failover.
+
+Two calls of the public API (``GET /v2/databases/{uuid}`` and
+``GET /v2/databases/{uuid}/events``) with a Bearer token read from the
+``DIGITALOCEAN_TOKEN`` environment variable. The token never appears in any
+message; every failure becomes an UNKNOWN check that says what to fix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.parse
+import urllib.request
+from datetime import datetime, timezone
+from typing import Any
+
+from django_pg_resilience.health.evaluate import Check
+from django_pg_resilience.health.status import Status
+
+__all__ = ["TOKEN_ENV", "DigitalOceanError", "check_cluster", "fetch_cluster"]
+
+TOKEN_ENV = "DIGITALOCEAN_TOKEN"  # noqa: S105 (a variable name)
+_BUSY_STATES = ("creating", "resizing", "migrating", "forking")
+_FAILOVER_EVENT = "cluster_master_promotion"
+
+
+class DigitalOceanError(Exception):
+    """The API could not be asked or did not answer usefully (message safe to show)."""
+
+
+def _get(base_url: str, path: str, token: str, timeout: float) -> Any:
+    url = base_url.rstrip("/") + path
+    request = urllib.request.Request(  # noqa: S310 (scheme checked by the caller)
+        url, headers={"Authorization": f"Bearer {token}", "Accept": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            body = response.read()
+    except urllib.error.HTTPError as exc:
+        if exc.code == 401:
+            raise DigitalOceanError(
+                f"the API refused the token (401 Unauthorized): check {TOKEN_ENV} "
+                "(a read-scoped token for databases)"
+            ) from None
+        if exc.code == 404:
+            raise DigitalOceanError(
+                "no such database cluster (404 Not Found): check the cluster UUID "
+                "(--do-cluster or PG_RESILIENCE['DIGITALOCEAN_CLUSTER'])"
+            ) from None
+        raise DigitalOceanError(f"the API answered {exc.code} {exc.reason} for {path}") from None
+    except TimeoutError:
+        raise DigitalOceanError(f"no answer from {base_url} within {timeout:g} s") from None
+    except urllib.error.URLError as exc:
+        if isinstance(exc.reason, TimeoutError):
+            raise DigitalOceanError(f"no answer from {base_url} within {timeout:g} s") from None
+        raise DigitalOceanError(f"cannot reach {base_url}: {exc.reason}") from None
+    except OSError as exc:
+        raise DigitalOceanError(f"cannot read from {base_url}: {exc.__class__.__name__}") from None
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise DigitalOceanError(f"the API's answer for {path} is not JSON") from None
+
+
+def _parse_time(text: Any) -> datetime | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def fetch_cluster(
+    cluster: str, *, base_url: str, token: str, timeout: float, now: datetime | None = None
+) -> dict[str, Any]:
+    """The cluster's status, node count and last failover, as a JSON-ready dict.
+
+    Raises :class:`DigitalOceanError` with a message safe to show.
+    """
+    if urllib.parse.urlsplit(base_url).scheme not in ("http", "https"):
+        raise DigitalOceanError(f"the API URL must start with https:// (got {base_url!r})")
+    quoted = urllib.parse.quote(cluster, safe="")
+    data = _get(base_url, f"/v2/databases/{quoted}", token, timeout)
+    database = data.get("database") if isinstance(data, dict) else None
+    if not isinstance(database, dict):
+        raise DigitalOceanError("the API's answer has no 'database' object")
+    events_data = _get(base_url, f"/v2/databases/{quoted}/events", token, timeout)
+    events = events_data.get("events") if isinstance(events_data, dict) else None
+    if not isinstance(events, list):
+        raise DigitalOceanError("the API's events answer has no 'events' list")
+    promotions = [
+        (moment, event)
+        for event in events
+        if isinstance(event, dict) and event.get("event_type") == _FAILOVER_EVENT
+        for moment in [_parse_time(event.get("create_time"))]
+        if moment is not None
+    ]
+    last = max(promotions, key=lambda pair: pair[0], default=None)
+    now = now or datetime.now(timezone.utc)
+    return {
+        "cluster": cluster,
+        "name": database.get("name"),
+        "engine": database.get("engine"),
+        "version": database.get("version"),
+        "status": database.get("status"),
+        "num_nodes": database.get("num_nodes"),
+        "last_failover": None
+        if last is None
+        else {
+            "id": last[1].get("id"),
+            "at": last[0].isoformat(),
+            "age_seconds": round((now - last[0]).total_seconds(), 1),
+        },
+    }
+
+
+def check_cluster(
+    cluster: str | None, *, base_url: str, timeout: float
+) -> tuple[dict[str, Any], list[Check]]:
+    """The DigitalOcean facts and checks; never raises for API trouble."""
+    facts: dict[str, Any] = {"cluster": cluster, "error": None}
+    token = os.environ.get(TOKEN_ENV, "").strip()
+    problem: str | None = None
+    if not cluster:
+        problem = (
+            "no cluster UUID: pass --do-cluster UUID or set PG_RESILIENCE['DIGITALOCEAN_CLUSTER']"
+        )
+    elif not token:
+        problem = f"no API token: set the {TOKEN_ENV} environment variable"
+    else:
+        try:
+            facts = {
+                **fetch_cluster(cluster, base_url=base_url, token=token, timeout=timeout),
+                "error": None,
+            }
+        except DigitalOceanError as exc:
+            problem = str(exc).replace(token, "********")
+    if problem is not None:
+        facts["error"] = problem
+        return facts, [Check("digitalocean", Status.UNKNOWN, f"DigitalOcean: {problem}")]
+    return facts, _status_checks(facts)
+
+
+def _status_checks(facts: dict[str, Any]) -> list[Check]:
+    state = facts.get("status")
+    nodes = facts.get("num_nodes")
+    if state == "online":
+        status = Status.OK
+        hint = None
+    elif state in _BUSY_STATES:
+        status = Status.WARNING
+        hint = "The provider is changing the cluster; connections may drop until it is online."
+    else:
+        status = Status.CRITICAL
+        hint = "Check the cluster in the DigitalOcean control panel."
+    last = facts.get("last_failover")
+    failover = (
+        f"; last failover {last['age_seconds'] / 60:.0f} min ago" if last else "; no failover"
+    )
+    return [
+        Check(
+            "digitalocean",
+            status,
+            f"DigitalOcean cluster {facts.get('name') or facts.get('cluster')}: {state}, "
+            f"{nodes} node{'s' if nodes != 1 else ''}{failover}",
+            value=state,
+            hint=hint,
+        )
+    ]

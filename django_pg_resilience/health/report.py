@@ -1,0 +1,233 @@
+"""Run every check once and gather the result in one :class:`HealthReport`."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from django_pg_resilience import stats
+from django_pg_resilience.conf import app_settings
+from django_pg_resilience.health.evaluate import Check, Thresholds, evaluate_groups, evaluate_node
+from django_pg_resilience.health.probe import NodeFacts, probe_all
+from django_pg_resilience.health.status import Status, worst
+from django_pg_resilience.health.targets import Target, discover_targets
+
+__all__ = ["SCHEMA_VERSION", "HealthReport", "NodeReport", "run_checks"]
+
+#: Bumped on any incompatible change of :meth:`HealthReport.as_dict`.
+SCHEMA_VERSION = 1
+
+
+@dataclasses.dataclass
+class NodeReport:
+    target: Target
+    facts: NodeFacts
+    checks: list[Check]
+    #: This process's own counters for the node's alias (retries, reconnects, ...).
+    app: dict[str, float] | None = None
+
+    @property
+    def status(self) -> Status:
+        return worst(check.status for check in self.checks)
+
+    def as_dict(self) -> dict[str, Any]:
+        f = self.facts
+        return {
+            "name": self.target.name,
+            "group": self.target.group,
+            "source": self.target.source,
+            "host": self.target.host,
+            "port": self.target.port,
+            "dsn": self.target.dsn,
+            "expected_role": self.target.expected_role,
+            "status": self.status.name,
+            "reachable": f.reachable,
+            "error": f.error,
+            "connect_seconds": None if f.connect_seconds is None else round(f.connect_seconds, 4),
+            "server_version": f.server_version,
+            "role": f.role,
+            "timeline": f.timeline,
+            "connections": {
+                "used": f.connections_used,
+                "max": f.connections_max,
+                "ratio": None if f.connections_ratio is None else round(f.connections_ratio, 4),
+            },
+            "oldest_transaction_seconds": f.oldest_transaction_seconds,
+            "replication": None
+            if f.role != "primary"
+            else {
+                "synchronous_commit": f.synchronous_commit,
+                "synchronous_standby_names": f.synchronous_standby_names,
+                "lossless_failover": next(
+                    (c.value for c in self.checks if c.name == "synchronous_replication"), None
+                ),
+                "standbys": f.standbys,
+                "slots": f.slots,
+            },
+            "recovery": None
+            if f.role != "standby"
+            else {
+                "receive_lsn": f.receive_lsn,
+                "replay_lsn": f.replay_lsn,
+                "replay_delay_seconds": f.replay_delay_seconds,
+                "replay_lag_bytes": f.replay_lag_bytes,
+                "replay_paused": f.replay_paused,
+                "wal_receiver_status": f.wal_receiver_status,
+                "wal_receiver_streaming": f.wal_receiver_status == "streaming",
+                "sender": f.sender,
+            },
+            "app": self.app,
+            "checks": [check.as_dict() for check in self.checks],
+        }
+
+
+@dataclasses.dataclass
+class HealthReport:
+    """The outcome of one round of checks."""
+
+    nodes: list[NodeReport]
+    #: Checks that belong to no single node (multi-host aliases, DigitalOcean).
+    checks: list[Check]
+    thresholds: Thresholds
+    timeout: float
+    checked_at: datetime
+    duration_seconds: float
+    digitalocean: dict[str, Any] | None = None
+
+    @property
+    def status(self) -> Status:
+        if not self.nodes and not self.checks:
+            return Status.UNKNOWN  # nothing configured: we cannot say anything is fine
+        statuses = [node.status for node in self.nodes] + [c.status for c in self.checks]
+        return worst(statuses)
+
+    @property
+    def problems(self) -> list[tuple[str | None, Check]]:
+        """Every check that is not OK, with its node's name (None for cluster-wide ones)."""
+        found: list[tuple[str | None, Check]] = [
+            (node.target.name, check)
+            for node in self.nodes
+            for check in node.checks
+            if check.status is not Status.OK
+        ]
+        found += [(None, check) for check in self.checks if check.status is not Status.OK]
+        return sorted(found, key=lambda item: -item[1].status.severity)
+
+    def summary(self) -> str:
+        """One sentence: the overall status and the first problem."""
+        problems = self.problems
+        if not self.nodes and not self.checks:
+            return "no database to check: no alias uses the backend and NODES is empty"
+        if not problems:
+            return f"{len(self.nodes)} node{'s' if len(self.nodes) != 1 else ''} healthy"
+        name, check = problems[0]
+        more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+        return f"{name + ': ' if name else ''}{check.message}{more}"
+
+    def as_dict(self, *, detailed: bool = True) -> dict[str, Any]:
+        """The documented JSON schema (``detailed=False``: the overall status only)."""
+        data: dict[str, Any] = {
+            "schema_version": SCHEMA_VERSION,
+            "status": self.status.name,
+            "exit_code": int(self.status),
+            "checked_at": self.checked_at.isoformat(),
+        }
+        if not detailed:
+            return data
+        data.update(
+            {
+                "summary": self.summary(),
+                "duration_seconds": round(self.duration_seconds, 4),
+                "timeout_seconds": self.timeout,
+                "thresholds": self.thresholds.as_dict(),
+                "nodes": [node.as_dict() for node in self.nodes],
+                "checks": [check.as_dict() for check in self.checks],
+                "digitalocean": self.digitalocean,
+            }
+        )
+        return data
+
+
+def run_checks(
+    aliases: Sequence[str] | None = None,
+    *,
+    thresholds: Thresholds | None = None,
+    timeout: float | None = None,
+    digitalocean: bool = False,
+    do_cluster: str | None = None,
+    targets: Sequence[Target] | None = None,
+) -> HealthReport:
+    """Probe every node in parallel, evaluate, and return the report.
+
+    Takes at most about ``timeout`` seconds (``PG_RESILIENCE['HEALTH_TIMEOUT']``)
+    whatever the nodes do. Bad configuration raises ImproperlyConfigured.
+    """
+    settings = app_settings()
+    timeout = settings.HEALTH_TIMEOUT if timeout is None else timeout
+    thresholds = thresholds or Thresholds.from_settings(settings)
+    targets = list(discover_targets(aliases) if targets is None else targets)
+    checked_at = datetime.now(timezone.utc)
+    started = time.monotonic()
+
+    do_result: list[tuple[dict[str, Any], list[Check]]] = []
+    do_thread: threading.Thread | None = None
+    if digitalocean:
+        from django_pg_resilience.health.digitalocean import check_cluster
+
+        cluster = do_cluster or settings.DIGITALOCEAN_CLUSTER
+
+        def ask_digitalocean() -> None:
+            do_result.append(
+                check_cluster(cluster, base_url=settings.DIGITALOCEAN_API_URL, timeout=timeout)
+            )
+
+        # In parallel with the probes, and a daemon so it never holds the exit.
+        do_thread = threading.Thread(target=ask_digitalocean, name="health-do", daemon=True)
+        do_thread.start()
+
+    all_facts = probe_all(targets, timeout)
+    app_view = stats.snapshot()
+    nodes = [
+        NodeReport(
+            target=target,
+            facts=facts,
+            checks=evaluate_node(target, facts, thresholds, app_view),
+            app=_app_view_of(target, app_view),
+        )
+        for target, facts in zip(targets, all_facts, strict=True)
+    ]
+    checks = evaluate_groups(targets, all_facts)
+    do_facts: dict[str, Any] | None = None
+    if do_thread is not None:
+        # Two sequential requests of ``timeout`` each at most.
+        do_thread.join(max(0.0, started + 2 * timeout - time.monotonic()))
+        if do_result:
+            do_facts, do_checks = do_result[0]
+        else:
+            message = f"no answer from the DigitalOcean API within {timeout:g} s"
+            do_facts = {"cluster": do_cluster or settings.DIGITALOCEAN_CLUSTER, "error": message}
+            do_checks = [Check("digitalocean", Status.UNKNOWN, f"DigitalOcean: {message}")]
+        checks += do_checks
+    return HealthReport(
+        nodes=nodes,
+        checks=checks,
+        thresholds=thresholds,
+        timeout=timeout,
+        checked_at=checked_at,
+        duration_seconds=time.monotonic() - started,
+        digitalocean=do_facts,
+    )
+
+
+def _app_view_of(target: Target, snapshot: dict[str, dict[str, float]]) -> dict[str, float] | None:
+    if target.source != "alias":
+        return None
+    return {
+        metric: by_label[target.group]
+        for metric, by_label in sorted(snapshot.items())
+        if target.group in by_label
+    }
