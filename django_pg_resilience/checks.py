@@ -26,12 +26,226 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
 
 
 # --- backend checks ---
+# W101: a stock postgresql alias without connect_timeout (psycopg waits 130 s).
+# W102: connect_timeout 0 (wait forever) or 1 (libpq's minimum is 2).
+# W103: CONN_MAX_AGE > 0 or None without CONN_HEALTH_CHECKS.
+# E104: OPTIONS["pool"] with CONN_MAX_AGE other than 0 (Django refuses it at connect).
+# W105: deadline of 5 s or more on an alias that serves web requests (Shopify's limit).
+
+_OUR_ENGINE = "django_pg_resilience.backend"
+_STOCK_ENGINES = ("django.db.backends.postgresql", "django.db.backends.postgresql_psycopg2")
+
+
+@register()
+def check_backend_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    from django.conf import settings
+    from django.core.checks import Warning
+    from django.core.exceptions import ImproperlyConfigured
+
+    messages: list[CheckMessage] = []
+    databases: dict[str, dict[str, Any]] = settings.DATABASES
+    for alias, entry in databases.items():
+        engine = entry.get("ENGINE", "")
+        options: dict[str, Any] = entry.get("OPTIONS") or {}
+        where = f"DATABASES[{alias!r}]"
+        if engine in _STOCK_ENGINES and "connect_timeout" not in options:
+            messages.append(
+                Warning(
+                    f"{where} has no OPTIONS['connect_timeout']: psycopg waits up to 130 s "
+                    "for an unreachable server, holding a worker the whole time.",
+                    hint=f"Set ENGINE to {_OUR_ENGINE!r} (it sets safe timeouts and "
+                    "reconnects), or set OPTIONS['connect_timeout'] to a few seconds.",
+                    id="pg_resilience.W101",
+                )
+            )
+        if engine != _OUR_ENGINE:
+            continue
+        try:
+            backend = conf.backend_settings(alias, entry)
+        except ImproperlyConfigured:
+            continue  # reported by E002
+        timeout = options.get("connect_timeout", backend.connect_timeout)
+        if str(timeout).strip() in ("0", "1", "0.0", "1.0"):
+            messages.append(
+                Warning(
+                    f"{where} sets connect_timeout to {timeout}: 0 waits forever and libpq "
+                    "raises anything below 2 to 2.",
+                    hint="Use a connect_timeout of 2 to 5 seconds.",
+                    id="pg_resilience.W102",
+                )
+            )
+        max_age = entry.get("CONN_MAX_AGE", 0)
+        if (max_age is None or max_age > 0) and not entry.get("CONN_HEALTH_CHECKS", False):
+            messages.append(
+                Warning(
+                    f"{where} keeps connections (CONN_MAX_AGE={max_age}) without "
+                    "CONN_HEALTH_CHECKS: a connection that died between requests is only "
+                    "found when a query fails on it.",
+                    hint=f"Set {where}['CONN_HEALTH_CHECKS'] = True.",
+                    id="pg_resilience.W103",
+                )
+            )
+        if options.get("pool") and max_age != 0:
+            messages.append(
+                Error(
+                    f"{where} uses OPTIONS['pool'] with CONN_MAX_AGE={max_age}; Django "
+                    "refuses persistent connections with a pool.",
+                    hint=f"Set {where}['CONN_MAX_AGE'] = 0 (the pool keeps the connections).",
+                    id="pg_resilience.E104",
+                )
+            )
+        if backend.deadline >= 5.0 and getattr(settings, "ROOT_URLCONF", None):
+            messages.append(
+                Warning(
+                    f"{where} waits up to deadline={backend.deadline:g} s for an outage; "
+                    "a web request (or a Shopify webhook, 5 s) may time out first.",
+                    hint="Keep deadline below 5 s for web aliases; give workers their "
+                    "own alias with a longer deadline.",
+                    id="pg_resilience.W105",
+                )
+            )
+    return messages
 
 
 # --- middleware checks ---
+# W201: DatabaseUnavailableMiddleware is not first in MIDDLEWARE.
+# W202: the 503 page's template cannot be loaded (a built-in page is sent instead).
+
+_UNAVAILABLE_MIDDLEWARE = "django_pg_resilience.middleware.DatabaseUnavailableMiddleware"
+# Middleware that never reads the database may come first (security headers,
+# static files, CORS, compression): nothing they do can raise an outage error.
+_DATABASE_FREE_MIDDLEWARE = frozenset(
+    {
+        "django.middleware.security.SecurityMiddleware",
+        "django.middleware.gzip.GZipMiddleware",
+        "django.middleware.http.ConditionalGetMiddleware",
+        "whitenoise.middleware.WhiteNoiseMiddleware",
+        "corsheaders.middleware.CorsMiddleware",
+    }
+)
+
+
+@register()
+def check_unavailable_middleware(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    from django.conf import settings
+    from django.core.checks import Warning
+    from django.template import TemplateDoesNotExist, TemplateSyntaxError
+    from django.template.loader import get_template
+
+    middleware = list(getattr(settings, "MIDDLEWARE", None) or [])
+    if _UNAVAILABLE_MIDDLEWARE not in middleware:
+        return []
+    messages: list[CheckMessage] = []
+    before = [
+        path
+        for path in middleware[: middleware.index(_UNAVAILABLE_MIDDLEWARE)]
+        if path not in _DATABASE_FREE_MIDDLEWARE
+    ]
+    if before:
+        messages.append(
+            Warning(
+                f"{_UNAVAILABLE_MIDDLEWARE} comes after {', '.join(before)} in MIDDLEWARE, "
+                "so a database outage raised there becomes a 500, not the 503 page.",
+                hint=f"Move {_UNAVAILABLE_MIDDLEWARE} to the top of MIDDLEWARE.",
+                id="pg_resilience.W201",
+            )
+        )
+    try:
+        get_template("django_pg_resilience/unavailable.html")
+    except (TemplateDoesNotExist, TemplateSyntaxError) as exc:
+        messages.append(
+            Warning(
+                "The 503 page's template django_pg_resilience/unavailable.html cannot be "
+                f"loaded ({type(exc).__name__}); a plain built-in page is sent instead.",
+                hint="Add 'django_pg_resilience' to INSTALLED_APPS with APP_DIRS=True in "
+                "TEMPLATES, or provide your own django_pg_resilience/unavailable.html.",
+                id="pg_resilience.W202",
+            )
+        )
+    return messages
 
 
 # --- webhook checks ---
+# E301 no secret, E302 no handle(), E303 bad Standard Webhooks secret, E304 no verifier,
+# E305 unknown durable_ack_standby alias, W301 WEBHOOK_MAX_BODY_SIZE above Django's own limit.
+# The rules live in django_pg_resilience/webhooks/checks.py.
+
+
+@register("urls")
+def check_webhook_views(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    from django_pg_resilience.webhooks.checks import webhook_check_messages
+
+    return webhook_check_messages()
 
 
 # --- health checks ---
+# E401: a PG_RESILIENCE["NODES"] entry (or an alias's HOST/PORT pair) cannot be probed.
+# E402: PG_RESILIENCE["DIGITALOCEAN_API_URL"] is not an http(s) URL.
+# W401: a HEALTH_* warning threshold is not below its critical one, or a ratio is above 1.
+# W402: HEALTH_TOKEN is too short to keep readyz's details private.
+
+
+@register()
+def check_health(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    from django.core.checks import Warning as CheckWarning
+    from django.core.exceptions import ImproperlyConfigured
+
+    from django_pg_resilience.health.targets import discover_targets
+
+    try:
+        app = conf.app_settings()
+    except ImproperlyConfigured:
+        return []  # reported by E002
+    messages: list[CheckMessage] = []
+    try:
+        discover_targets()
+    except ImproperlyConfigured as exc:
+        messages.append(
+            Error(
+                str(exc),
+                hint="NODES entries are {name: 'host=... port=... dbname=... user=...'} "
+                "or {name: {'HOST': ..., 'PORT': ..., 'ROLE': 'primary'|'standby'}}.",
+                id="pg_resilience.E401",
+            )
+        )
+    if not app.DIGITALOCEAN_API_URL.startswith(("https://", "http://")):
+        messages.append(
+            Error(
+                f"PG_RESILIENCE['DIGITALOCEAN_API_URL'] is {app.DIGITALOCEAN_API_URL!r}.",
+                hint="Use https://api.digitalocean.com (the default) or another http(s) URL.",
+                id="pg_resilience.E402",
+            )
+        )
+    pairs = (
+        ("HEALTH_LAG_WARNING", "HEALTH_LAG_CRITICAL"),
+        ("HEALTH_CONNECTIONS_WARNING", "HEALTH_CONNECTIONS_CRITICAL"),
+    )
+    for low, high in pairs:
+        if getattr(app, low) >= getattr(app, high):
+            messages.append(
+                CheckWarning(
+                    f"PG_RESILIENCE['{low}'] ({getattr(app, low)}) is not below "
+                    f"PG_RESILIENCE['{high}'] ({getattr(app, high)}): the warning never shows.",
+                    hint=f"Set {low} lower than {high}.",
+                    id="pg_resilience.W401",
+                )
+            )
+    for name in ("HEALTH_CONNECTIONS_WARNING", "HEALTH_CONNECTIONS_CRITICAL"):
+        if getattr(app, name) > 1:
+            messages.append(
+                CheckWarning(
+                    f"PG_RESILIENCE['{name}'] is {getattr(app, name)}; it is a ratio.",
+                    hint="Write 0.8 for 80 %.",
+                    id="pg_resilience.W401",
+                )
+            )
+    if app.HEALTH_TOKEN is not None and len(app.HEALTH_TOKEN) < 16:
+        messages.append(
+            CheckWarning(
+                "PG_RESILIENCE['HEALTH_TOKEN'] is shorter than 16 characters.",
+                hint="Use a long random value, e.g. python -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))'.",
+                id="pg_resilience.W402",
+            )
+        )
+    return messages

@@ -48,12 +48,15 @@ class BackendSettings:
     #: spend waiting and retrying before it fails. Below Shopify's 5 s webhook
     #: deadline; a worker may set more.
     deadline: float = 4.0
-    #: Most attempts per operation, the first one included.
-    max_attempts: int = 20
+    #: Most attempts per operation, the first one included (while the breaker
+    #: holds an outage, the probes other callers make count too).
+    max_attempts: int = 100
     #: First backoff step, in seconds; each step doubles up to ``backoff_cap``.
     backoff_base: float = 0.05
-    #: Largest backoff step, in seconds.
-    backoff_cap: float = 1.0
+    #: Largest backoff step, in seconds. Small, so the end of a young outage is
+    #: noticed within about cap / 3 on average (one probe per process at a time:
+    #: about 1 / (cap / 2) attempts per second while an outage is held).
+    backoff_cap: float = 0.15
     #: Full jitter (a random wait between 0 and the step) to spread reconnects.
     jitter: bool = True
     #: Re-run a read (SELECT without locking) after a reconnect in autocommit.
@@ -73,6 +76,17 @@ class BackendSettings:
     keepalives_count: int = 3
     #: libpq's tcp_user_timeout is in milliseconds; this one is in seconds.
     tcp_user_timeout: float = 10.0
+    #: Client-side bound, in seconds, on one round trip of a statement (sending it
+    #: and reading its whole result); the connection is closed when it passes.
+    #: 0 (default) is off: long queries are legitimate, and keepalives plus
+    #: tcp_user_timeout already notice a dead peer. Set it when a silent network
+    #: path must fail within a known time even while data is acknowledged.
+    io_timeout: float = 0.0
+    #: The alias must reach a writable primary: a session that lands on a standby
+    #: (read-only) is closed and retried. False for a read-replica alias.
+    read_write: bool = True
+    #: With OPTIONS["pool"], check each connection on checkout (one SELECT 1).
+    pool_check: bool = True
 
 
 @dataclass(frozen=True)
@@ -92,6 +106,9 @@ class AppSettings:
     WEBHOOK_DURABLE_ACK_TIMEOUT: float = 2.0
     #: Attempts the async worker makes before an event is marked failed.
     WEBHOOK_MAX_ATTEMPTS: int = 8
+    #: Seconds before the async worker's first retry of a failed handler; doubles
+    #: per attempt (capped at an hour): 8 attempts span about 20 minutes.
+    WEBHOOK_RETRY_BACKOFF: float = 10.0
 
     # --- health ---
     #: Extra nodes to check besides the aliases: {name: DSN or DATABASES-style dict}.
@@ -105,6 +122,8 @@ class AppSettings:
     HEALTH_CONNECTIONS_WARNING: float = 0.80
     HEALTH_CONNECTIONS_CRITICAL: float = 0.95
     HEALTH_OLDEST_TRANSACTION_WARNING: float = 300.0
+    #: A primary with no streaming standby is a WARNING (False for a single-node database).
+    HEALTH_REQUIRE_STANDBY: bool = True
     #: DigitalOcean Managed Database cluster UUID and API base URL.
     DIGITALOCEAN_CLUSTER: str | None = None
     DIGITALOCEAN_API_URL: str = "https://api.digitalocean.com"

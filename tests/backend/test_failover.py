@@ -1,0 +1,286 @@
+"""The backend against real failovers: kill the primary, promote, move the endpoint."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from django.db import OperationalError, connections, transaction
+
+from django_pg_resilience import signals, stats
+from django_pg_resilience.breaker import breaker_for
+from django_pg_resilience.errors import DatabaseUnavailable, FailoverError
+from django_pg_resilience.retry import atomic_with_retry
+from django_pg_resilience.testing import LocalCluster
+from django_pg_resilience.testing.django import database_alias
+from tests.backend.conftest import fail_over, item_alias
+from tests.testapp.models import Item
+
+STOCK = "django.db.backends.postgresql"
+
+
+def test_autocommit_reads_ride_through_a_failover_where_stock_django_fails(
+    cluster: LocalCluster,
+) -> None:
+    failovers: list[dict[str, object]] = []
+
+    def on_failover(**kwargs: object) -> None:
+        failovers.append(kwargs)
+
+    signals.failover_detected.connect(on_failover)
+    try:
+        with (
+            item_alias("ours", cluster.endpoint),
+            database_alias("stock", cluster.endpoint, engine=STOCK, OPTIONS={"connect_timeout": 2}),
+        ):
+            Item.objects.using("ours").create(name="before")
+            cluster.wait_for_replay(cluster.standbys[0])
+            assert Item.objects.using("stock").count() == 1
+
+            fail_over(cluster)
+
+            # Ours: the same loop of reads sees no exception at all.
+            names = [
+                list(Item.objects.using("ours").values_list("name", flat=True)) for _ in range(5)
+            ]
+            assert names == [["before"]] * 5
+            # Stock Django: the dead connection stays dead for the whole "request".
+            stock_errors = 0
+            for _ in range(5):
+                try:
+                    Item.objects.using("stock").count()
+                except OperationalError:
+                    stock_errors += 1
+                except Exception:  # InterfaceError "connection already closed"
+                    stock_errors += 1
+            assert stock_errors == 5
+    finally:
+        signals.failover_detected.disconnect(on_failover)
+    assert len(failovers) == 1
+    assert failovers[0]["alias"] == "ours"
+    assert stats.snapshot()["reconnects"]["ours"] >= 1
+
+
+def test_write_in_atomic_raises_failover_error_and_leaves_nothing_half_written(
+    cluster: LocalCluster,
+) -> None:
+    with item_alias("ours", cluster.endpoint):
+        Item.objects.using("ours").create(name="seed")
+        cluster.wait_for_replay(cluster.standbys[0])
+        with pytest.raises(FailoverError), transaction.atomic(using="ours"):
+            Item.objects.using("ours").create(name="half-1")
+            fail_over(cluster)
+            Item.objects.using("ours").create(name="half-2")
+        # The block rolled back; the connection was replaced on next use.
+        assert sorted(Item.objects.using("ours").values_list("name", flat=True)) == ["seed"]
+
+
+def test_atomic_with_retry_leaves_exactly_one_row_after_a_failover(cluster: LocalCluster) -> None:
+    calls = 0
+
+    @atomic_with_retry(using="ours")
+    def create_pair() -> None:
+        nonlocal calls
+        calls += 1
+        Item.objects.using("ours").create(name="unit-a")
+        if calls == 1:
+            fail_over(cluster)
+        Item.objects.using("ours").create(name="unit-b")
+
+    with item_alias("ours", cluster.endpoint):
+        Item.objects.using("ours").create(name="seed")
+        cluster.wait_for_replay(cluster.standbys[0])
+        create_pair()
+        assert calls == 2
+        names = sorted(Item.objects.using("ours").values_list("name", flat=True))
+        assert names == ["seed", "unit-a", "unit-b"]
+
+
+def test_a_long_running_worker_loop_survives_a_failover(cluster: LocalCluster) -> None:
+    """A thread that never sees a request cycle: no close_old_connections() anywhere."""
+    errors: list[BaseException] = []
+    done = threading.Event()
+    written = threading.Event()
+    count = 0
+
+    @atomic_with_retry(using="ours", deadline=15.0)
+    def record(n: int) -> None:
+        Item.objects.using("ours").update_or_create(name=f"job-{n}", defaults={"quantity": n})
+
+    def worker() -> None:
+        nonlocal count
+        try:
+            while not done.is_set():
+                record(count)
+                assert Item.objects.using("ours").filter(name=f"job-{count}").exists()
+                count += 1
+                if count >= 3:
+                    written.set()
+        except BaseException as exc:  # reported to the test thread
+            errors.append(exc)
+            written.set()
+        finally:
+            connections["ours"].close()
+
+    with item_alias("ours", cluster.endpoint):
+        thread = threading.Thread(target=worker)
+        thread.start()
+        assert written.wait(30)
+        cluster.wait_for_replay(cluster.standbys[0])
+        before = count
+        fail_over(cluster)
+        deadline = time.monotonic() + 30
+        while count < before + 5 and time.monotonic() < deadline and not errors:
+            time.sleep(0.05)
+        done.set()
+        thread.join(30)
+        assert not errors, errors
+        assert count >= before + 5
+
+
+def test_a_blackholed_established_connection_errors_within_io_timeout_plus_deadline(
+    cluster: LocalCluster,
+) -> None:
+    """Loopback ACKs everything, so only the client-side io_timeout can notice (see docs)."""
+    options = {"connect_timeout": 2, "resilience": {"io_timeout": 1.0, "deadline": 1.0}}
+    with item_alias("ours", cluster.endpoint, OPTIONS=options):
+        assert Item.objects.using("ours").count() == 0
+        cluster.endpoint.blackhole()
+        started = time.monotonic()
+        with pytest.raises(OperationalError):
+            Item.objects.using("ours").count()
+        elapsed = time.monotonic() - started
+        # io_timeout (1) + deadline (1) + one connect_timeout (2) + slack; stock: forever.
+        assert elapsed < 8
+        cluster.endpoint.restore()
+        assert Item.objects.using("ours").count() == 0
+
+
+def test_the_old_primary_rejoined_as_a_standby_is_left_for_the_new_primary(
+    cluster: LocalCluster,
+) -> None:
+    """A persistent connection, and the endpoint still (stale DNS) on the demoted node."""
+    with item_alias("ours", cluster.endpoint, CONN_MAX_AGE=None):
+        Item.objects.using("ours").create(name="before")
+        cluster.wait_for_replay(cluster.standbys[0])
+        old = cluster.primary
+        new = fail_over(cluster)
+        cluster.rejoin_as_standby(old)
+        cluster.endpoint.point_to(old)
+
+        retried = threading.Event()
+
+        def on_retry(**kwargs: object) -> None:
+            if kwargs["sqlstate"] == "25006":
+                retried.set()
+
+        signals.connection_retry.connect(on_retry)
+        errors: list[BaseException] = []
+
+        def write() -> None:
+            try:
+                Item.objects.using("ours").create(name="after")
+            except BaseException as exc:
+                errors.append(exc)
+            finally:
+                connections["ours"].close()
+
+        try:
+            writer = threading.Thread(target=write)
+            writer.start()
+            assert retried.wait(10), "the read-only session was not refused"
+            cluster.endpoint.point_to(new)
+            writer.join(15)
+        finally:
+            signals.connection_retry.disconnect(on_retry)
+        assert not errors, errors
+        assert new.query("SELECT name FROM testapp_item ORDER BY name") == [("after",), ("before",)]
+
+
+def test_bad_password_fails_once_with_a_clear_error(cluster: LocalCluster) -> None:
+    cluster.create_user("app", "right-password")
+    with database_alias("ours", cluster.endpoint, USER="app", PASSWORD="wrong-password"):
+        started = time.monotonic()
+        with pytest.raises(OperationalError) as raised:
+            connections["ours"].ensure_connection()
+        assert time.monotonic() - started < 2
+    message = str(raised.value)
+    assert "password authentication failed" in message
+    assert "check USER and PASSWORD" in message
+    assert "wrong-password" not in message
+    assert stats.snapshot()["connect_attempts"]["ours"] == 1
+
+
+def test_unknown_database_fails_once_with_a_clear_error(cluster: LocalCluster) -> None:
+    with (
+        database_alias("ours", cluster.endpoint, NAME="no_such_db"),
+        pytest.raises(OperationalError) as raised,
+    ):
+        connections["ours"].ensure_connection()
+    assert "no_such_db" in str(raised.value)
+    assert "fix NAME" in str(raised.value)
+    assert stats.snapshot()["connect_attempts"]["ours"] == 1
+
+
+def test_database_down_at_start_opens_the_breaker_and_then_fails_fast(
+    cluster: LocalCluster,
+) -> None:
+    cluster.endpoint.point_to(None)
+    options = {"resilience": {"deadline": 0.5, "breaker_open_interval": 30.0}}
+    with database_alias("ours", cluster.endpoint, OPTIONS=options):
+        with pytest.raises(DatabaseUnavailable):
+            connections["ours"].ensure_connection()
+        assert breaker_for("ours").state == "open"
+        attempts = stats.snapshot()["connect_attempts"]["ours"]
+
+        started = time.perf_counter()
+        with pytest.raises(DatabaseUnavailable) as raised:
+            connections["ours"].ensure_connection()
+        assert time.perf_counter() - started < 0.005
+        assert 0 < raised.value.retry_after <= 30
+        assert stats.snapshot()["connect_attempts"]["ours"] == attempts  # no network touched
+
+
+def _reset_when_running(cluster: LocalCluster, marker: str) -> None:
+    """RST every endpoint connection once a statement containing ``marker`` runs."""
+    deadline = time.monotonic() + 10
+    while not cluster.primary.query(
+        "SELECT 1 FROM pg_stat_activity WHERE state = 'active' AND query LIKE %s",
+        [f"%{marker}%"],
+    ):
+        assert time.monotonic() < deadline, "the statement never started"
+        time.sleep(0.01)
+    cluster.endpoint.reset_all()
+
+
+def test_a_read_in_flight_is_re_run_but_a_write_in_flight_is_not(cluster: LocalCluster) -> None:
+    with item_alias("ours", cluster.endpoint):
+        connection = connections["ours"]
+        connection.ensure_connection()
+
+        resetter = threading.Thread(target=_reset_when_running, args=(cluster, "read_marker"))
+        resetter.start()
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 'read_marker', pg_sleep(0.5), 42")
+            assert cursor.fetchone()[2] == 42
+        resetter.join()
+
+        resetter = threading.Thread(target=_reset_when_running, args=(cluster, "write_marker"))
+        resetter.start()
+        with pytest.raises(FailoverError, match="not re-run"), connection.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO testapp_item (name, quantity) "
+                "SELECT 'write_marker', 1 FROM pg_sleep(0.5)"
+            )
+        resetter.join()
+        # The server may or may not have finished it; it was never sent twice.
+        deadline = time.monotonic() + 10
+        while cluster.primary.query(
+            "SELECT 1 FROM pg_stat_activity WHERE query LIKE %s AND pid <> pg_backend_pid()",
+            ["%SELECT 'write_marker'%"],
+        ):  # the orphaned backend finishes (or aborts) its statement
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert Item.objects.using("ours").filter(name="write_marker").count() <= 1
+        assert stats.snapshot()["failover_errors"]["ours"] == 1
