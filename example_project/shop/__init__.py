@@ -1,0 +1,1 @@
+"""The example shop: products, orders, and Shopify's orders/create webhook."""
