@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 
 import pytest
-from django.core.management import call_command
 from django.db import connections
 from django.test import Client
 
@@ -20,20 +18,6 @@ from django_pg_resilience.webhooks.durability import current_wal_position, wait_
 from tests.webhooks.views import FRESH_ALIAS, SHOPIFY_SECRET, calls
 
 pytestmark = [pytest.mark.urls("tests.webhooks.urls")]
-
-
-@pytest.fixture
-def fresh_alias(
-    pg_fresh_cluster: LocalCluster, django_db_blocker: object
-) -> Iterator[LocalCluster]:
-    with (
-        django_db_blocker.unblock(),
-        database_alias(  # type: ignore[attr-defined]
-            FRESH_ALIAS, pg_fresh_cluster.endpoint, OPTIONS={"connect_timeout": 2}
-        ),
-    ):
-        call_command("migrate", database=FRESH_ALIAS, verbosity=0)
-        yield pg_fresh_cluster
 
 
 def deliver(client: Client, path: str, webhook_id: str) -> tuple[int, dict[str, str], object]:

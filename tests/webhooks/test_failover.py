@@ -3,37 +3,19 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from django.core.management import call_command
 from django.test import Client
 
 from django_pg_resilience.models import WebhookEvent
 from django_pg_resilience.testing import LocalCluster, Node
-from django_pg_resilience.testing.django import database_alias
 from django_pg_resilience.testing.webhooks import shopify_request
 from tests.testapp.models import Item
 from tests.webhooks.server import live_server, send
-from tests.webhooks.views import FRESH_ALIAS, SHOPIFY_SECRET, calls
+from tests.webhooks.views import SHOPIFY_SECRET, calls
 
 pytestmark = [pytest.mark.urls("tests.webhooks.urls")]
-
-
-@pytest.fixture
-def fresh_alias(
-    pg_fresh_cluster: LocalCluster, django_db_blocker: object
-) -> Iterator[LocalCluster]:
-    """FRESH_ALIAS on the test's own cluster (through its endpoint), migrated."""
-    with (
-        django_db_blocker.unblock(),
-        database_alias(  # type: ignore[attr-defined]
-            FRESH_ALIAS, pg_fresh_cluster.endpoint, OPTIONS={"connect_timeout": 2}
-        ),
-    ):
-        call_command("migrate", database=FRESH_ALIAS, verbosity=0)
-        yield pg_fresh_cluster
 
 
 def effects(node: Node, key: str) -> tuple[int, list[tuple[str, int]]]:
