@@ -85,7 +85,13 @@ def ensure_venv(extras: str = "dev") -> None:
     if not stamp_file.exists() or stamp_file.read_text() != stamp:
         _say(f"installing django-pg-resilience[{extras}] into .venv (once)")
         pip = [str(VENV_PYTHON), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-        subprocess.run([*pip, "-e", f"{ROOT}[{extras}]"], check=True)
+        # pip's output only matters when it fails; on success it is noise in the demo.
+        result = subprocess.run(
+            [*pip, "-e", f"{ROOT}[{extras}]"], capture_output=True, text=True, check=False
+        )
+        if result.returncode != 0:
+            sys.stderr.write(result.stdout + result.stderr)
+            sys.exit(f"pip install failed (exit {result.returncode}); see above.")
         stamp_file.write_text(stamp)
     if Path(sys.prefix).resolve() != VENV.resolve():
         os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), *sys.argv])
