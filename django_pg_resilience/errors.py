@@ -105,8 +105,15 @@ def sqlstate_of(exc: BaseException | None) -> str | None:
 
 def _driver_error(exc: BaseException) -> BaseException:
     """Django wraps psycopg errors (``raise dj_exc from exc``): look underneath."""
+    import psycopg
+
     cause = exc.__cause__
-    if cause is not None and type(cause).__module__.startswith(("psycopg", "psycopg_pool")):
+    # isinstance, not the module name: the backend's own psycopg.OperationalError
+    # subclasses (IoTimeout, ReadOnlySession) are driver errors too.
+    if cause is not None and (
+        isinstance(cause, psycopg.Error)
+        or type(cause).__module__.startswith(("psycopg", "psycopg_pool"))
+    ):
         return cause
     return exc
 
