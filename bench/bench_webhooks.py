@@ -11,11 +11,17 @@ from a separate load process (so they do not compete for the server's GIL):
 * ``durable``: the same with ``durable_ack = True`` (waits for the streaming
   standby to flush the commit).
 
-Phases alternate in rounds on the same server so that noise hits them alike.
-Prints deliveries/s, p50/p99 latency, the shopify/plain ratio (target >= 0.9)
-and the latency durable_ack adds; also the server time per delivery one at a
-time through the test client (no HTTP), which shows the raw added cost of the
-dedup transaction. Writes ``bench/results/webhooks.json``.
+* ``plain-atomic``: the plain insert inside ``transaction.atomic()``, for
+  reading the figures (BEGIN and COMMIT are two round trips any exactly-once
+  view pays).
+
+Phases alternate in rounds on the same server, in a rotating order, so that
+noise hits them alike; ratios are medians of per-round ratios. Prints
+deliveries/s, p50/p99 latency (nearest rank), the shopify/plain ratio (target
+>= 0.9), the durable_ack wait timed in the view, and latencies one delivery at
+a time over HTTP; also the server time and CPU per delivery one at a time
+through the test client (no HTTP), which shows the raw added cost of the dedup
+transaction. Writes ``bench/results/webhooks.json``.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import platform
 import statistics
 import sys
@@ -41,6 +48,13 @@ if str(ROOT) not in sys.path:
 
 SECRET = "bench-shopify-secret"
 TARGET_RATIO = 0.9
+#: The phases measured under concurrent load, in the order of the first round
+#: (later rounds rotate it). plain-atomic is for reading the figures: it is the
+#: plain insert in a transaction, the floor of any exactly-once view.
+PHASES = ("plain", "plain-atomic", "shopify", "durable")
+
+#: Seconds each durable_ack confirmation took, appended by the server's view.
+DURABLE_WAITS: list[float] = []
 
 
 # --- the Django side ---------------------------------------------------------------
@@ -109,6 +123,15 @@ def _views() -> tuple[Any, Any]:
 
     class DurableOrders(Orders):
         durable_ack = True
+
+        def confirm_durable(self, delivery: Any, using: str) -> bool:
+            # Timed here, in the server: the wait itself, free of the queueing
+            # that end-to-end latencies under concurrency also contain.
+            started = time.perf_counter()
+            try:
+                return super().confirm_durable(delivery, using)
+            finally:
+                DURABLE_WAITS.append(time.perf_counter() - started)
 
     return Orders, DurableOrders
 
@@ -200,41 +223,83 @@ class LoadProcess:
         self.pool.shutdown()
 
 
-def in_process_cost(requests: int) -> dict[str, float]:
-    """Mean server time per delivery, one at a time through Django's test client (no HTTP)."""
+def in_process_cost(requests: int, rounds: int) -> dict[str, dict[str, float]]:
+    """Server time per delivery, one at a time through Django's test client (no HTTP).
+
+    The views run in interleaved rounds (the order alternates) and each figure
+    is the median over rounds: ``wall_ms`` includes the database round trips,
+    ``cpu_ms`` is this thread's CPU time only (what holds the GIL, hence what
+    bounds a threaded server's throughput).
+    """
     from django.test import Client
 
     from django_pg_resilience.testing.webhooks import shopify_request
 
     client = Client()
-    costs: dict[str, float] = {}
+    names = ("plain", "plain-atomic", "shopify")
+    wall: dict[str, list[float]] = {name: [] for name in names}
+    cpu: dict[str, list[float]] = {name: [] for name in names}
     first_id = 10_000_000
-    for name in ("plain", "plain-atomic", "shopify") * 2:
-        deliveries = [shopify_request({"id": first_id + n}, SECRET) for n in range(requests)]
-        first_id += requests
-        started = time.perf_counter()
-        for delivery in deliveries:
-            if client.post(f"/{name}", **delivery.client_kwargs()).status_code != 200:
-                raise RuntimeError(f"/{name}: non-200 answer")
-        costs[name] = round(1000 * (time.perf_counter() - started) / requests, 3)  # 2nd run wins
-    return costs
+    for round_number in range(rounds + 1):  # round 0 warms up and is not counted
+        order = names if round_number % 2 else names[::-1]
+        for name in order:
+            deliveries = [
+                shopify_request({"id": first_id + n}, SECRET).client_kwargs()
+                for n in range(requests)
+            ]
+            first_id += requests
+            started, started_cpu = time.perf_counter(), time.thread_time()
+            for delivery in deliveries:
+                if client.post(f"/{name}", **delivery).status_code != 200:
+                    raise RuntimeError(f"/{name}: non-200 answer")
+            if round_number:
+                wall[name].append(1000 * (time.perf_counter() - started) / requests)
+                cpu[name].append(1000 * (time.thread_time() - started_cpu) / requests)
+    return {
+        name: {
+            "wall_ms": round(statistics.median(wall[name]), 3),
+            "cpu_ms": round(statistics.median(cpu[name]), 3),
+        }
+        for name in names
+    }
+
+
+def percentile(ordered: list[float], p: float) -> float:
+    """Nearest-rank percentile of an ascending list (p in 0..1)."""
+    rank = max(1, math.ceil(p * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def latency_summary(latencies: list[float]) -> dict[str, float]:
+    ordered = sorted(latencies)
+    return {
+        "p50_ms": round(1000 * percentile(ordered, 0.50), 2),
+        "p99_ms": round(1000 * percentile(ordered, 0.99), 2),
+        "max_ms": round(1000 * ordered[-1], 2),
+        "mean_ms": round(1000 * statistics.fmean(ordered), 2),
+    }
 
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    latencies = sorted(itertools.chain.from_iterable(r["latencies"] for r in runs))
+    latencies = list(itertools.chain.from_iterable(r["latencies"] for r in runs))
     elapsed = sum(r["elapsed"] for r in runs)
-
-    def pct(p: float) -> float:
-        return round(1000 * latencies[min(len(latencies) - 1, int(p * len(latencies)))], 2)
-
     return {
         "deliveries": len(latencies),
         "per_second": round(len(latencies) / elapsed, 1),
-        "p50_ms": pct(0.50),
-        "p99_ms": pct(0.99),
-        "max_ms": round(1000 * latencies[-1], 2),
-        "mean_ms": round(1000 * statistics.fmean(latencies), 2),
+        **latency_summary(latencies),
     }
+
+
+def serial_latency(load: LoadProcess, url: str, requests: int, rounds: int) -> dict[str, Any]:
+    """End-to-end latency of shopify and durable one delivery at a time (no queueing)."""
+    runs: dict[str, list[float]] = {"shopify": [], "durable": []}
+    for round_number in range(rounds):
+        order = ("shopify", "durable") if round_number % 2 == 0 else ("durable", "shopify")
+        for name in order:
+            runs[name].extend(load.run(f"{url}/{name}", requests, 1)["latencies"])
+    result: dict[str, Any] = {name: latency_summary(latencies) for name, latencies in runs.items()}
+    result["added_p50_ms"] = round(result["durable"]["p50_ms"] - result["shopify"]["p50_ms"], 2)
+    return result
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -245,7 +310,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--concurrency", type=int, default=8)
     args = parser.parse_args(argv)
     requests = args.requests or (60 if args.quick else 300)
-    rounds = args.rounds or (2 if args.quick else 4)
+    rounds = args.rounds or (2 if args.quick else 8)
 
     from django_pg_resilience.testing import LocalCluster
 
@@ -261,13 +326,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         url, stop = serve()
         load = LoadProcess()
         try:
-            load.run(f"{url}/shopify", 40, args.concurrency)  # warm up pool and imports
-            load.run(f"{url}/plain", 40, args.concurrency)
-            phases: dict[str, list[dict[str, Any]]] = {"plain": [], "shopify": [], "durable": []}
-            for _ in range(rounds):
-                for name in phases:
+            for name in PHASES:  # warm up the pool, imports and caches of every view
+                load.run(f"{url}/{name}", 40, args.concurrency)
+            DURABLE_WAITS.clear()
+            phases: dict[str, list[dict[str, Any]]] = {name: [] for name in PHASES}
+            for round_number in range(rounds):
+                # Rotate the order so that no phase always follows the same one
+                # (the durable phase leaves the standby busy, for instance).
+                shift = round_number % len(PHASES)
+                for name in PHASES[shift:] + PHASES[:shift]:
                     phases[name].append(load.run(f"{url}/{name}", requests, args.concurrency))
-            serial = in_process_cost(requests)
+            durable_waits = list(DURABLE_WAITS)
+            serial_http = serial_latency(load, url, max(20, requests // 6), max(2, rounds // 2))
+            serial = in_process_cost(max(50, requests // 3), max(3, rounds))
         finally:
             load.close()
             stop()
@@ -276,16 +347,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             connections.close_all()
 
     summary = {name: summarise(runs) for name, runs in phases.items()}
-    # Each round runs the phases back to back, so a round's ratio compares runs
-    # under the same background load; the median of rounds resists a noisy one.
-    round_ratios = [
-        round((p["elapsed"] / s["elapsed"]), 3)
-        for p, s in zip(phases["plain"], phases["shopify"], strict=True)
-    ]
-    ratio = statistics.median(round_ratios)
+    durable_wait = {"waits": len(durable_waits), **latency_summary(durable_waits)}
+
+    def ratio_per_round(slow: str, fast: str) -> list[float]:
+        # shopify/plain deliveries per second in one round = plain's elapsed
+        # time over shopify's for the same number of deliveries.
+        return [
+            round(f["elapsed"] / s["elapsed"], 3)
+            for f, s in zip(phases[fast], phases[slow], strict=True)
+        ]
+
+    # Runs of one round are back to back, so a round's ratio compares runs under
+    # the same background load; the median of rounds resists a noisy one.
+    round_ratios = ratio_per_round("shopify", "plain")
+    ratio = round(statistics.median(round_ratios), 3)
+    atomic_ratios = ratio_per_round("shopify", "plain-atomic")
     result: dict[str, Any] = {
         "benchmark": "webhooks",
         "concurrency": args.concurrency,
+        "rounds": rounds,
         "deliveries_per_phase": requests * rounds,
         "phases": summary,
         "shopify_vs_plain_ratio": ratio,
@@ -293,17 +373,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "shopify_vs_plain_ratio_overall": round(
             summary["shopify"]["per_second"] / summary["plain"]["per_second"], 3
         ),
+        "shopify_vs_plain_atomic_ratio": round(statistics.median(atomic_ratios), 3),
+        "plain_atomic_vs_plain_ratio": round(
+            statistics.median(ratio_per_round("plain-atomic", "plain")), 3
+        ),
         "load_average_1m": round(_load_average(), 2),
         "target_ratio": TARGET_RATIO,
         "ratio_met": ratio >= TARGET_RATIO,
-        "serial_server_ms_per_delivery": serial,
-        "serial_added_ms": round(serial["shopify"] - serial["plain"], 3),
-        "durable_ack_added_p50_ms": round(
-            summary["durable"]["p50_ms"] - summary["shopify"]["p50_ms"], 2
-        ),
-        "durable_ack_added_p99_ms": round(
-            summary["durable"]["p99_ms"] - summary["shopify"]["p99_ms"], 2
-        ),
+        "serial_server_per_delivery": serial,
+        "serial_added_wall_ms": round(serial["shopify"]["wall_ms"] - serial["plain"]["wall_ms"], 3),
+        "serial_added_cpu_ms": round(serial["shopify"]["cpu_ms"] - serial["plain"]["cpu_ms"], 3),
+        # The wait itself, timed in the view under the concurrent durable phase:
+        # one distribution, so its p99 is never below its p50 (differences of
+        # two phases' percentiles are not percentiles of the difference).
+        "durable_ack_wait": durable_wait,
+        # What durable_ack adds to a delivery: the p50 and p99 of that wait
+        # (the keys bench/run.py shows as "durable ack adds p50 / p99").
+        "durable_ack_added_p50_ms": durable_wait["p50_ms"],
+        "durable_ack_added_p99_ms": durable_wait["p99_ms"],
+        "serial_http_latency": serial_http,
         "machine": {"python": platform.python_version(), "cpus": _cpus()},
         "quick": args.quick,
     }
@@ -330,10 +418,10 @@ def _cpus() -> int:
 
 
 def print_table(result: dict[str, Any]) -> None:
-    print(f"{'phase':<10}{'deliveries/s':>14}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}")
+    print(f"{'phase':<14}{'deliveries/s':>14}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}")
     for name, row in result["phases"].items():
         print(
-            f"{name:<10}{row['per_second']:>14}{row['p50_ms']:>10}{row['p99_ms']:>10}"
+            f"{name:<14}{row['per_second']:>14}{row['p50_ms']:>10}{row['p99_ms']:>10}"
             f"{row['max_ms']:>10}"
         )
     mark = "met" if result["ratio_met"] else "NOT met"
@@ -342,15 +430,27 @@ def print_table(result: dict[str, Any]) -> None:
         f"{result['shopify_vs_plain_ratio_per_round']} (target >= {TARGET_RATIO}: {mark}; "
         f"load average {result['load_average_1m']} on {result['machine']['cpus']} CPUs)"
     )
-    serial = result["serial_server_ms_per_delivery"]
     print(
-        f"one at a time, no HTTP: plain {serial['plain']} ms, plain in a transaction "
-        f"{serial['plain-atomic']} ms, shopify {serial['shopify']} ms per delivery "
-        f"(+{result['serial_added_ms']} ms over plain)"
+        f"shopify / plain-atomic: {result['shopify_vs_plain_atomic_ratio']}; "
+        f"plain-atomic / plain: {result['plain_atomic_vs_plain_ratio']} (medians of rounds)"
     )
+    serial = result["serial_server_per_delivery"]
     print(
-        f"durable_ack adds p50 {result['durable_ack_added_p50_ms']} ms, "
-        f"p99 {result['durable_ack_added_p99_ms']} ms (streaming standby)"
+        "one at a time, no HTTP (wall / this thread's CPU, ms per delivery): "
+        + ", ".join(f"{name} {row['wall_ms']} / {row['cpu_ms']}" for name, row in serial.items())
+        + f" (shopify adds {result['serial_added_wall_ms']} / {result['serial_added_cpu_ms']})"
+    )
+    wait = result["durable_ack_wait"]
+    print(
+        f"durable_ack wait in the view (concurrent phase, {wait['waits']} waits): "
+        f"p50 {wait['p50_ms']} ms, p99 {wait['p99_ms']} ms, max {wait['max_ms']} ms"
+    )
+    serial_http = result["serial_http_latency"]
+    print(
+        f"one at a time over HTTP: shopify p50 {serial_http['shopify']['p50_ms']} ms "
+        f"p99 {serial_http['shopify']['p99_ms']} ms, durable p50 "
+        f"{serial_http['durable']['p50_ms']} ms p99 {serial_http['durable']['p99_ms']} ms "
+        f"(durable_ack adds {serial_http['added_p50_ms']} ms at the median)"
     )
 
 

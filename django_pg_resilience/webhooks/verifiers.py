@@ -36,7 +36,8 @@ def _as_bytes(value: str) -> bytes:
 
 
 def _hmac_sha256(key: bytes, message: bytes) -> bytes:
-    return hmac.new(key, message, hashlib.sha256).digest()
+    # One-shot: no HMAC object per delivery and secret.
+    return hmac.digest(key, message, hashlib.sha256)
 
 
 def _require_secrets(secrets: Sequence[str]) -> None:

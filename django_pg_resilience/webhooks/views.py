@@ -20,10 +20,9 @@ from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from django.core.exceptions import ImproperlyConfigured, RequestDataTooBig
-from django.db import router
+from django.db import connections, router
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.http.request import RawPostDataException, UnreadablePostError
-from django.utils.decorators import method_decorator
 from django.utils.module_loading import import_string
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
@@ -72,7 +71,6 @@ def load_handler(path: str) -> Callable[[WebhookEvent], None]:
     return view_class().handle
 
 
-@method_decorator(csrf_exempt, name="dispatch")
 class IdempotentWebhookView(View):
     """A POST-only, CSRF-exempt view that processes each event exactly once.
 
@@ -110,7 +108,10 @@ class IdempotentWebhookView(View):
 
     @classmethod
     def as_view(cls, **initkwargs: Any) -> Callable[..., HttpResponseBase]:
-        view = super().as_view(**initkwargs)
+        # Exempted here, once, rather than with method_decorator on dispatch,
+        # which decorates again at every request (and which a subclass's own
+        # dispatch would drop).
+        view = csrf_exempt(super().as_view(**initkwargs))
         # Read by the 503 middleware: webhooks get a bare 503, not the HTML page.
         view.pg_resilience_bare_503 = True  # type: ignore[attr-defined]
         view._non_atomic_requests = _EveryAlias()  # type: ignore[attr-defined]
@@ -148,9 +149,13 @@ class IdempotentWebhookView(View):
         return None
 
     def get_stored_headers(self, request: HttpRequest) -> dict[str, str]:
-        return {
-            name: request.headers[name] for name in self.stored_headers if name in request.headers
-        }
+        headers = request.headers
+        stored = {}
+        for name in self.stored_headers:
+            value = headers.get(name)
+            if value is not None:
+                stored[name] = value
+        return stored
 
     def handle(self, event: WebhookEvent) -> None:
         """Process the event (``event.payload`` is the parsed JSON). Your code.
@@ -248,10 +253,22 @@ class IdempotentWebhookView(View):
         if timeout is None:
             timeout = conf.app_settings().WEBHOOK_DURABLE_ACK_TIMEOUT
         stats.increment("webhooks_durable_ack_waits", delivery.source)
-        lsn = durability.current_wal_position(using)
-        confirmed = durability.wait_for_standby_flush(
-            using, lsn, timeout=timeout, standby=self.durable_ack_standby
-        )
+        # The reads below may be re-run by the backend on a new primary after a
+        # failover; a standby of that one would confirm a position the commit
+        # never reached there. So the answer counts only if the session that
+        # committed is still the one asking. (Behind PgBouncer in transaction
+        # mode a server switch does not change the session: use
+        # durable_ack_standby, or synchronous replication, there.)
+        committed_on = connections[using].connection
+        if self.durable_ack_standby is None:
+            lsn, confirmed = durability.current_wal_position_if_flushed(using)
+        else:
+            lsn, confirmed = durability.current_wal_position(using), False
+        if not confirmed:
+            confirmed = durability.wait_for_standby_flush(
+                using, lsn, timeout=timeout, standby=self.durable_ack_standby
+            )
+        confirmed = confirmed and connections[using].connection is committed_on
         if not confirmed:
             stats.increment("webhooks_durable_ack_timeouts", delivery.source)
             logger.warning(
@@ -274,10 +291,11 @@ class IdempotentWebhookView(View):
 
     def handler_failed(self, exc: Exception, delivery: Delivery, using: str) -> HttpResponse:
         error = processing.describe_error(exc, self.get_secrets())
-        # The traceback is formatted and masked here: exc_info would log the
-        # exception's message as is, secrets included.
-        trace = processing.describe_error(exc, self.get_secrets(), with_traceback=True)
-        logger.error("webhook %s %s: handle() raised\n%s", delivery.source, delivery.key, trace)
+        if logger.isEnabledFor(logging.ERROR):
+            # The traceback is formatted and masked here: exc_info would log the
+            # exception's message as is, secrets included.
+            trace = processing.describe_error(exc, self.get_secrets(), with_traceback=True)
+            logger.error("webhook %s %s: handle() raised\n%s", delivery.source, delivery.key, trace)
         stats.increment("webhooks_failed", delivery.source)
         signals.webhook_failed.send(
             sender=type(self),

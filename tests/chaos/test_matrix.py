@@ -235,16 +235,6 @@ def test_lagging_standby_with_durable_ack_loses_nothing(pg_fresh_cluster: LocalC
     )
     report_ = run_fault(pg_fresh_cluster, fault)
     assert report_.counts["errors_503"] >= 5  # the withheld acknowledgements
-    if set(report_.failures()) == {"no_ack_lost"} and "answered at kill" in (
-        report_.checks["no_ack_lost"].detail
-    ):
-        # Found by this test (about one run in four): a durability wait in flight
-        # when the primary dies is re-run by the backend (a read, after a
-        # reconnect) on the NEW primary, whose standby confirms its own WAL
-        # position: the lost commit is acknowledged ~1.5 s after the kill. The
-        # fix belongs in webhooks/durability.py (pin the check to the server
-        # that committed); the report keeps the evidence.
-        pytest.xfail("durable_ack confirmed on the new primary after a reconnect")
     assert_invariants(report_)
 
 

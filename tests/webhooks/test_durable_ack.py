@@ -15,7 +15,12 @@ from django_pg_resilience.testing import LocalCluster
 from django_pg_resilience.testing.django import database_alias
 from django_pg_resilience.testing.webhooks import shopify_request
 from django_pg_resilience.webhooks.durability import current_wal_position, wait_for_standby_flush
-from tests.webhooks.views import FRESH_ALIAS, SHOPIFY_SECRET, calls
+from tests.webhooks.views import (
+    FRESH_ALIAS,
+    SHOPIFY_SECRET,
+    FreshDurableSessionLost,
+    calls,
+)
 
 pytestmark = [pytest.mark.urls("tests.webhooks.urls")]
 
@@ -83,3 +88,25 @@ def test_stopped_standby_gets_503_after_the_bound_and_the_retry_is_deduplicated(
     assert (status, body) == (200, {"status": "duplicate"})
     assert calls.keys == ["unconfirmed"]
     connections[FRESH_ALIAS].close()
+
+
+def test_a_confirmation_from_another_session_than_the_committing_one_does_not_count(
+    fresh_alias: LocalCluster, client: Client
+) -> None:
+    """After a failover the backend re-runs the durability reads on a new session (a new
+    primary, whose standby would confirm a position the commit never reached): such an
+    answer must not acknowledge the delivery. Cutting the session between COMMIT and the
+    check makes the same switch happen deterministically."""
+    cluster = fresh_alias
+    FreshDurableSessionLost.lose_session = cluster.endpoint.reset_all
+    try:
+        status, body, response = deliver(client, "/fresh/durable-session-lost", "switched")
+    finally:
+        FreshDurableSessionLost.lose_session = None
+    assert (status, body["error"]) == (503, "durable_ack_unconfirmed")
+    assert int(response["Retry-After"]) >= 1
+
+    # The sender's retry is deduplicated and, on an unbroken session, confirmed.
+    status, body, _ = deliver(client, "/fresh/durable-session-lost", "switched")
+    assert (status, body) == (200, {"status": "duplicate"})
+    assert WebhookEvent.objects.using(FRESH_ALIAS).filter(key="switched").count() == 1

@@ -14,4 +14,5 @@ urlpatterns = [
     path("fresh/shopify", views.FreshShopify.as_view()),
     path("fresh/durable", views.FreshDurable.as_view()),
     path("fresh/durable-no-wait", views.FreshDurableNoWait.as_view()),
+    path("fresh/durable-session-lost", views.FreshDurableSessionLost.as_view()),
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import ClassVar
 
 from django.db import connections, transaction
@@ -13,6 +14,7 @@ from django_pg_resilience.webhooks import (
     ShopifyWebhookView,
     StandardWebhookView,
 )
+from django_pg_resilience.webhooks.processing import Delivery
 from tests.testapp.models import Item
 
 SHOPIFY_SECRET = "shpss_current_secret_0123456789"
@@ -120,3 +122,15 @@ class FreshDurable(FreshShopify):
 class FreshDurableNoWait(FreshShopify):
     durable_ack = True
     durable_ack_timeout = 0.0
+
+
+class FreshDurableSessionLost(FreshDurable):
+    """Loses its session between COMMIT and the durability check, as in a failover."""
+
+    #: Set by the test: what cuts the session.
+    lose_session: ClassVar[Callable[[], None] | None] = None
+
+    def confirm_durable(self, delivery: Delivery, using: str) -> bool:
+        if FreshDurableSessionLost.lose_session is not None:
+            FreshDurableSessionLost.lose_session()
+        return super().confirm_durable(delivery, using)
