@@ -208,11 +208,13 @@ def _lagging_standby_failover(cluster: LocalCluster, traffic: Traffic) -> Node:
     # alone loses nothing: promotion replays everything received first.)
     standby.query("ALTER SYSTEM SET primary_conninfo = ''")
     standby.query("SELECT pg_reload_conf()")
-    standby.query("SELECT pg_wal_replay_pause()")
     deadline = time.monotonic() + 10
     while standby.query("SELECT count(*) FROM pg_stat_wal_receiver")[0][0]:
         assert time.monotonic() < deadline, "the WAL receiver did not stop"
         time.sleep(0.02)
+    # Paused only now: a startup process paused before it acted on the new
+    # primary_conninfo would never stop the WAL receiver.
+    standby.query("SELECT pg_wal_replay_pause()")
     behind_since = time.monotonic()
     # Deliveries answered while the standby is behind: acknowledged (async ack) or 503 (durable).
     traffic.wait_for(
