@@ -22,7 +22,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from django_pg_resilience.testing import EndpointProxy, LocalCluster
+from django_pg_resilience.testing import EndpointProxy, LocalCluster, Node
 
 Mark = Callable[[str], None]
 Scenario = Callable[[LocalCluster, EndpointProxy, float, Mark], None]
@@ -31,17 +31,28 @@ Scenario = Callable[[LocalCluster, EndpointProxy, float, Mark], None]
 STALE_ENDPOINT_SECONDS = 1.0
 
 
+def _promote_and_move(
+    cluster: LocalCluster,
+    endpoint: EndpointProxy,
+    standby: Node,
+    promotion_delay: float,
+    mark: Mark,
+) -> None:
+    """What the provider does after the fault: wait, promote, move the DNS name."""
+    time.sleep(promotion_delay)
+    new = cluster.promote(standby)
+    mark("promoted")
+    endpoint.point_to(new)
+    mark("endpoint_moved")
+
+
 def crash(
     cluster: LocalCluster, endpoint: EndpointProxy, promotion_delay: float, mark: Mark
 ) -> None:
     old, standby = cluster.primary, cluster.standbys[0]
     mark("fault")  # the node dies while pg_ctl runs: the mark comes first
     cluster.kill(old)
-    time.sleep(promotion_delay)
-    new = cluster.promote(standby)
-    mark("promoted")
-    endpoint.point_to(new)
-    mark("endpoint_moved")
+    _promote_and_move(cluster, endpoint, standby, promotion_delay, mark)
 
 
 def switchover(
@@ -51,11 +62,7 @@ def switchover(
     mark("fault")
     # A fast shutdown sends every WAL record to the standby before it exits.
     cluster.stop(old, "fast")
-    time.sleep(promotion_delay)
-    new = cluster.promote(standby)
-    mark("promoted")
-    endpoint.point_to(new)
-    mark("endpoint_moved")
+    _promote_and_move(cluster, endpoint, standby, promotion_delay, mark)
 
 
 def blackhole(

@@ -27,8 +27,8 @@ from tests.chaos import report
 from tests.chaos.app import CHAOS_ALIAS
 from tests.chaos.report import Check, FaultReport
 from tests.chaos.traffic import Result, Traffic
+from tests.live_server import live_server
 from tests.testapp.models import ChaosLedgerEntry, ChaosOrder
-from tests.webhooks.server import live_server
 
 #: A request taking longer than this "hung" (the backend's deadline is 4 s, the
 #: io_timeout 3 s; a sender such as Shopify gives up after 5 s).

@@ -40,7 +40,7 @@ from django_pg_resilience.webhooks.verifiers import (
     ShopifyVerifier,
     StandardWebhooksVerifier,
 )
-from tests.webhooks.server import live_server
+from tests.live_server import live_server
 from tests.webhooks.views import GITHUB_SECRET, SHOPIFY_SECRET, STANDARD_SECRET
 
 pytestmark = [pytest.mark.urls("tests.webhooks.urls")]

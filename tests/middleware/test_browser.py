@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.core.handlers.wsgi import WSGIHandler
-from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
 
+from tests.live_server import live_server
 from tests.middleware.conftest import Outage
 from tests.middleware.views import REAL_CONTENT
 
@@ -40,24 +39,11 @@ if not Path(CHROMIUM).exists():
     )
 
 
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
 def live_url() -> Iterator[str]:
     """This process's Django, served over HTTP on 127.0.0.1 by a thread."""
-    server = ThreadedWSGIServer(("127.0.0.1", 0), _QuietHandler, allow_reuse_address=False)
-    server.set_app(WSGIHandler())
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with live_server() as url:
+        yield url
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ from django.db import connection
 
 from django_pg_resilience.models import WebhookEvent
 from django_pg_resilience.testing.webhooks import shopify_request
+from tests.live_server import Reply, live_server, send
 from tests.testapp.models import Item
-from tests.webhooks.server import Reply, live_server, send
 from tests.webhooks.views import SHOPIFY_SECRET, calls
 
 pytestmark = [pytest.mark.urls("tests.webhooks.urls"), pytest.mark.django_db(transaction=True)]

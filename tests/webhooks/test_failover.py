@@ -11,8 +11,8 @@ from django.test import Client
 from django_pg_resilience.models import WebhookEvent
 from django_pg_resilience.testing import LocalCluster, Node
 from django_pg_resilience.testing.webhooks import shopify_request
+from tests.live_server import live_server, send
 from tests.testapp.models import Item
-from tests.webhooks.server import live_server, send
 from tests.webhooks.views import SHOPIFY_SECRET, calls
 
 pytestmark = [pytest.mark.urls("tests.webhooks.urls")]
