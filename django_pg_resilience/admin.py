@@ -20,22 +20,10 @@ class WebhookEventAdmin(admin.ModelAdmin):
     search_fields = ["=key", "=event_id", "account"]
     date_hierarchy = "received_at"
     ordering = ["-received_at"]
+    # Events are evidence of what a sender delivered: every field is read-only
+    # (replaying goes through the action, not through editing).
     readonly_fields = [
-        "source",
-        "key",
-        "event_id",
-        "topic",
-        "account",
-        "status",
-        "attempts",
-        "received_at",
-        "processed_at",
-        "next_attempt_at",
-        "triggered_at",
-        "last_error",
-        "payload",
-        "headers",
-        "handler",
+        field.name for field in WebhookEvent._meta.concrete_fields if not field.primary_key
     ]
     actions = ["replay_failed"]
 

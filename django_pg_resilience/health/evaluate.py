@@ -18,15 +18,19 @@ _SYNC_COMMIT_LOSSLESS = ("on", "remote_apply", "remote_write")
 
 @dataclasses.dataclass(frozen=True)
 class Thresholds:
-    """Where a value turns WARNING or CRITICAL. Seconds and ratios (0.8 = 80 %)."""
+    """Where a value turns WARNING or CRITICAL. Seconds and ratios (0.8 = 80 %).
 
-    lag_warning: float = 10.0
-    lag_critical: float = 60.0
-    connections_warning: float = 0.80
-    connections_critical: float = 0.95
-    oldest_transaction_warning: float = 300.0
+    The defaults live in one place, ``conf.AppSettings`` (HEALTH_*): build one
+    with :meth:`from_settings`.
+    """
+
+    lag_warning: float
+    lag_critical: float
+    connections_warning: float
+    connections_critical: float
+    oldest_transaction_warning: float
     #: A primary without a streaming standby is a WARNING (high availability expected).
-    require_standby: bool = True
+    require_standby: bool
 
     @classmethod
     def from_settings(cls, settings: AppSettings | None = None, **overrides: Any) -> Thresholds:
