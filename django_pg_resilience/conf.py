@@ -53,10 +53,12 @@ class BackendSettings:
     max_attempts: int = 100
     #: First backoff step, in seconds; each step doubles up to ``backoff_cap``.
     backoff_base: float = 0.05
-    #: Largest backoff step, in seconds. Small, so the end of a young outage is
-    #: noticed within about cap / 3 on average (one probe per process at a time:
-    #: about 1 / (cap / 2) attempts per second while an outage is held).
-    backoff_cap: float = 0.15
+    #: Largest backoff step, in seconds. It sets a trade-off (measured in
+    #: bench/bench_backend.py's ``tradeoff`` table): the end of a held outage is
+    #: noticed within ``cap`` (about cap / 3 on average), at about 2 / cap
+    #: attempts per second per process while the outage is held (one probe at
+    #: a time, full jitter).
+    backoff_cap: float = 0.1
     #: Full jitter (a random wait between 0 and the step) to spread reconnects.
     jitter: bool = True
     #: Re-run a read (SELECT without locking) after a reconnect in autocommit.

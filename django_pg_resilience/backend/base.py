@@ -211,7 +211,10 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
                     f"Database {self.alias!r}: the server is read-only (a standby); "
                     "a read-write primary is wanted."
                 )
-            check_identity = self._lost_at is not None or not identity.has_baseline(self.alias)
+            lost_at = self._lost_at
+            check_identity = not identity.has_baseline(self.alias) or (
+                lost_at is not None and not identity.observed_since(self.alias, lost_at)
+            )
             if check_identity and identity.observe(self.alias, identity.read_identity(connection)):
                 self._discard_pooled_connections()
         except BaseException:

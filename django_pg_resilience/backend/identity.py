@@ -2,13 +2,18 @@
 
 The identity is read with one query, and only when it can have changed: on the
 first connection of the process for an alias (the baseline) and on a
-connection made after an error. The happy path never pays for it.
+connection made after an error, unless another connection of the process
+already read it since that error (after a failover, the first thread to
+reconnect reads it; the others, reconnecting to the same endpoint a moment
+later, do not add a round trip each to the new primary's busiest second).
+The happy path never pays for it.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -16,7 +21,14 @@ import psycopg
 
 from django_pg_resilience import signals, stats
 
-__all__ = ["ServerIdentity", "forget", "has_baseline", "observe", "read_identity"]
+__all__ = [
+    "ServerIdentity",
+    "forget",
+    "has_baseline",
+    "observe",
+    "observed_since",
+    "read_identity",
+]
 
 logger = logging.getLogger("django_pg_resilience")
 
@@ -69,12 +81,19 @@ def read_identity(connection: psycopg.Connection[Any]) -> ServerIdentity | None:
 
 
 _known: dict[str, ServerIdentity] = {}
+#: When (time.monotonic()) an identity was last read for each alias.
+_observed_at: dict[str, float] = {}
 _lock = threading.Lock()
 
 
 def has_baseline(alias: str) -> bool:
     """True once an identity was recorded for ``alias`` in this process."""
     return alias in _known
+
+
+def observed_since(alias: str, instant: float) -> bool:
+    """True if an identity was read for ``alias`` at or after ``instant`` (monotonic)."""
+    return _observed_at.get(alias, float("-inf")) >= instant
 
 
 def observe(alias: str, identity: ServerIdentity | None) -> ServerIdentity | None:
@@ -87,14 +106,19 @@ def observe(alias: str, identity: ServerIdentity | None) -> ServerIdentity | Non
         return None
     with _lock:
         previous = _known.get(alias)
+        if (
+            previous is not None
+            and previous != identity
+            and identity.timeline is None
+            and previous.system_identifier == identity.system_identifier
+        ):
+            # A standby of the same cluster (a read-only session about to be
+            # retried): not a new primary, not the baseline to compare with,
+            # and not an answer for threads reconnecting after an error.
+            return None
         _known[alias] = identity
+        _observed_at[alias] = time.monotonic()
     if previous is None or previous == identity:
-        return None
-    if identity.timeline is None and previous.system_identifier == identity.system_identifier:
-        # A standby of the same cluster (a read-only session about to be
-        # retried): not a new primary, and not the baseline to compare with.
-        with _lock:
-            _known[alias] = previous
         return None
     stats.increment("failovers", alias)
     logger.warning(
@@ -114,8 +138,10 @@ def forget(alias: str | None = None) -> None:
     with _lock:
         if alias is None:
             _known.clear()
+            _observed_at.clear()
         else:
             _known.pop(alias, None)
+            _observed_at.pop(alias, None)
 
 
 def _describe(identity: ServerIdentity) -> str:

@@ -22,16 +22,42 @@ _FIRST_STEP = 0.0005
 _MAX_STEP = 0.05
 
 
+# The end of the WAL written so far, as a byte count. pg_current_wal_insert_lsn()
+# is where the next record will go: when the last record ended exactly at a page
+# boundary, that is past the next page's header (24 bytes, 40 at a segment's
+# start), a position no standby reaches until more WAL is written. On a quiet
+# server that would hold a confirmation until the bound, for nothing. Byte
+# counts (pg_lsn - pg_lsn) keep this to PostgreSQL 13's operators.
+_WRITTEN_END_SQL = (
+    "SELECT pos - CASE WHEN pos % segment = 40 THEN 40 WHEN pos % page = 24 THEN 24 ELSE 0 END"
+    " FROM (SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn AS pos,"
+    " current_setting('wal_block_size')::numeric AS page,"
+    " pg_size_bytes(current_setting('wal_segment_size')) AS segment) AS insert_position"
+)
+
+# Two constants joined: no input reaches this text.
+_WRITTEN_END_IF_FLUSHED_SQL = (
+    "SELECT end_position, EXISTS (SELECT 1 FROM pg_stat_replication"  # noqa: S608
+    " WHERE flush_lsn - '0/0'::pg_lsn >= end_position)"
+    " FROM (" + _WRITTEN_END_SQL + ") AS written (end_position)"
+)
+
+
+def _lsn_text(position: int) -> str:
+    """A WAL byte position as PostgreSQL writes an LSN (``16/B374D848``)."""
+    return f"{position >> 32:X}/{position & 0xFFFFFFFF:X}"
+
+
 def current_wal_position(using: str) -> str:
-    """The primary's WAL insert position, read after the commit on the same connection.
+    """The end of the primary's WAL, read after the commit on the same connection.
 
     Taken after COMMIT it covers the commit record itself (a position read
     inside the transaction would not), plus whatever others wrote meanwhile:
     a little more than needed, never less.
     """
     with connections[using].cursor() as cursor:
-        cursor.execute("SELECT pg_current_wal_insert_lsn()::text")
-        return str(cursor.fetchone()[0])
+        cursor.execute(_WRITTEN_END_SQL)
+        return _lsn_text(int(cursor.fetchone()[0]))
 
 
 def current_wal_position_if_flushed(using: str) -> tuple[str, bool]:
@@ -42,12 +68,9 @@ def current_wal_position_if_flushed(using: str) -> tuple[str, bool]:
     standby); the position is read as :func:`current_wal_position` reads it.
     """
     with connections[using].cursor() as cursor:
-        cursor.execute(
-            "SELECT lsn::text, EXISTS (SELECT 1 FROM pg_stat_replication "
-            "WHERE flush_lsn >= lsn) FROM pg_current_wal_insert_lsn() AS lsn"
-        )
+        cursor.execute(_WRITTEN_END_IF_FLUSHED_SQL)
         position, flushed = cursor.fetchone()
-        return str(position), bool(flushed)
+        return _lsn_text(int(position)), bool(flushed)
 
 
 def _flushed_by_any_standby(using: str, lsn: str) -> bool:

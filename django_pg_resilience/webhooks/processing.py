@@ -132,7 +132,7 @@ def _insert_if_new(
     except DataError:
         # Valid JSON PostgreSQL cannot store (a NUL character, a huge number):
         # no retry would ever succeed, so it is refused like malformed JSON.
-        # Raising leaves the caller's atomic block, which rolls back.
+        # Raising leaves the caller's atomic block (if any), which rolls back.
         raise bad_request("unstorable_payload") from None
     return None if row is None else int(row[0])
 
@@ -279,14 +279,17 @@ def enqueue(delivery: Delivery, using: str) -> Outcome:
     QUEUED for a new event, and for a failed one (a sender's retry re-arms it);
     DUPLICATE when it is already pending, being processed, or done.
     """
-    with transaction.atomic(using=using):
-        if _insert_if_new(delivery, using, status=Status.PENDING) is not None:
-            return Outcome.QUEUED
-        rearmed = (
-            WebhookEvent.objects.using(using)
-            .filter(source=delivery.source, key=delivery.key, status=Status.FAILED)
-            .update(status=Status.PENDING, attempts=0, next_attempt_at=timezone.now())
-        )
+    # Each statement stands alone (no transaction: BEGIN and COMMIT would be
+    # two more round trips on the path Shopify times): the insert is atomic,
+    # and the re-arm's WHERE is checked by the UPDATE itself, so a worker that
+    # took the row in between is not overridden.
+    if _insert_if_new(delivery, using, status=Status.PENDING) is not None:
+        return Outcome.QUEUED
+    rearmed = (
+        WebhookEvent.objects.using(using)
+        .filter(source=delivery.source, key=delivery.key, status=Status.FAILED)
+        .update(status=Status.PENDING, attempts=0, next_attempt_at=timezone.now())
+    )
     return Outcome.QUEUED if rearmed else Outcome.DUPLICATE
 
 

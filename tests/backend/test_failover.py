@@ -163,6 +163,80 @@ def test_a_blackholed_established_connection_errors_within_io_timeout_plus_deadl
         assert _first_success(lambda: Item.objects.using("ours").count(), within=10) == 0
 
 
+def test_threads_held_through_an_outage_read_the_new_identity_once(
+    cluster: LocalCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The probe that ends the outage reads the server identity; the waiters it
+    releases reconnect without reading it again (one round trip each less for
+    the new primary) and the failover is reported once."""
+    from django_pg_resilience.backend import identity
+
+    reads: list[int] = []
+    read_identity = identity.read_identity
+
+    def counted_read_identity(connection: object) -> object:
+        reads.append(threading.get_ident())
+        return read_identity(connection)  # type: ignore[arg-type]
+
+    failovers: list[object] = []
+
+    def on_failover(**kwargs: object) -> None:
+        failovers.append(kwargs)
+
+    threads = 6
+    wrappers: list[object] = []
+    ready = threading.Barrier(threads + 1)
+    go = threading.Event()
+    results: list[object] = []
+    lock = threading.Lock()
+
+    def reader() -> None:
+        try:
+            Item.objects.using("ours").count()
+            with lock:
+                wrappers.append(connections["ours"])
+            ready.wait()
+            go.wait()
+            result: object = Item.objects.using("ours").count()
+        except BaseException as exc:  # reported to the test thread
+            result = exc
+        finally:
+            connections["ours"].close()
+        with lock:
+            results.append(result)
+
+    signals.failover_detected.connect(on_failover)
+    try:
+        with item_alias("ours", cluster.endpoint, OPTIONS={"resilience": {"deadline": 20}}):
+            Item.objects.using("ours").create(name="before")
+            cluster.wait_for_replay(cluster.standbys[0])
+            workers = [threading.Thread(target=reader) for _ in range(threads)]
+            for worker in workers:
+                worker.start()
+            ready.wait(30)
+            cluster.endpoint.point_to(None)
+            cluster.kill(cluster.primary)
+            new = cluster.promote(cluster.standbys[0])
+            monkeypatch.setattr(identity, "read_identity", counted_read_identity)
+            go.set()
+            # Every reader has lost its connection and waits on the breaker.
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and not (
+                breaker_for("ours").state == "holding"
+                and all(w.connection is None for w in wrappers)  # type: ignore[attr-defined]
+            ):
+                time.sleep(0.01)
+            assert breaker_for("ours").state == "holding"
+            cluster.endpoint.point_to(new)
+            for worker in workers:
+                worker.join(30)
+    finally:
+        signals.failover_detected.disconnect(on_failover)
+    assert results == [1] * threads
+    assert len(reads) == 1
+    assert len(failovers) == 1
+
+
 def _first_success(query: Callable[[], T], *, within: float) -> T:
     """The first result of ``query`` that does not raise DatabaseUnavailable, polled."""
     deadline = time.monotonic() + within

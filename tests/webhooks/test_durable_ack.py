@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 
+import psycopg
 import pytest
 from django.db import connections
 from django.test import Client
@@ -14,7 +15,11 @@ from django_pg_resilience.models import WebhookEvent
 from django_pg_resilience.testing import LocalCluster
 from django_pg_resilience.testing.django import database_alias
 from django_pg_resilience.testing.webhooks import shopify_request
-from django_pg_resilience.webhooks.durability import current_wal_position, wait_for_standby_flush
+from django_pg_resilience.webhooks.durability import (
+    current_wal_position,
+    current_wal_position_if_flushed,
+    wait_for_standby_flush,
+)
 from tests.webhooks.views import (
     FRESH_ALIAS,
     SHOPIFY_SECRET,
@@ -110,3 +115,73 @@ def test_a_confirmation_from_another_session_than_the_committing_one_does_not_co
     status, body, _ = deliver(client, "/fresh/durable-session-lost", "switched")
     assert (status, body) == (200, {"status": "duplicate"})
     assert WebhookEvent.objects.using(FRESH_ALIAS).filter(key="switched").count() == 1
+
+
+#: WAL page headers: the first page of a segment has the long one.
+_PAGE_HEADER, _SEGMENT_HEADER = 24, 40
+
+
+def _lsn(position: int) -> str:
+    return f"{position >> 32:X}/{position & 0xFFFFFFFF:X}"
+
+
+def _commit_ending_at_a_page_boundary(dsn: str) -> int:
+    """Commit a transaction whose commit record ends exactly where a WAL page ends.
+
+    Returns that boundary. One transaction (a logical message of n bytes, then
+    its commit) is measured within a page, then repeated with n chosen to fill
+    the rest of the current page exactly.
+    """
+    with psycopg.connect(dsn, autocommit=True) as conn:
+
+        def insert_position() -> int:
+            row = conn.execute("SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn").fetchone()
+            assert row is not None
+            return int(row[0])
+
+        def commit_message(size: int) -> None:
+            with conn.transaction():
+                conn.execute(
+                    "SELECT pg_logical_emit_message(true, 'durable-ack-test', repeat('x', %s))",
+                    [size],
+                )
+
+        row = conn.execute("SELECT current_setting('wal_block_size')::int").fetchone()
+        assert row is not None
+        page = int(row[0])
+        probe = 300  # over 255 bytes: the record's data length field has one size from here on
+        for _ in range(100):
+            before = insert_position()
+            commit_message(probe)
+            after = insert_position()
+            if before // page != after // page:
+                continue  # crossed into a new page (a header inside): measure again
+            fill = probe + (page - after % page) - (after - before)
+            if fill < probe:
+                continue  # the rest of this page is too small for one more
+            commit_message(fill)
+            end = insert_position()
+            if end % page in (_PAGE_HEADER, _SEGMENT_HEADER):
+                return end - end % page
+    raise AssertionError("could not end a commit exactly on a WAL page boundary")
+
+
+def test_a_commit_ending_on_a_wal_page_boundary_is_confirmed_without_more_wal(
+    fresh_alias: LocalCluster,
+) -> None:
+    """pg_current_wal_insert_lsn() after such a commit points past the next page's
+    header, where no standby gets until more WAL is written: on a quiet server the
+    acknowledgement would wait for the whole bound and answer 503."""
+    cluster = fresh_alias
+    connections[FRESH_ALIAS].ensure_connection()
+    for _ in range(5):
+        boundary = _commit_ending_at_a_page_boundary(cluster.primary.dsn)
+        lsn = current_wal_position(FRESH_ALIAS)
+        ((unchanged,),) = cluster.primary.query(
+            "SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn - %s < %s", [boundary, 41]
+        )
+        if unchanged:  # no background process wrote WAL in between
+            break
+    assert lsn == _lsn(boundary)
+    assert wait_for_standby_flush(FRESH_ALIAS, lsn, timeout=10)
+    assert current_wal_position_if_flushed(FRESH_ALIAS) == (lsn, True)
