@@ -129,12 +129,12 @@ def _views() -> tuple[Any, Any, Any]:
     class DurableOrders(Orders):
         durable_ack = True
 
-        def confirm_durable(self, delivery: Any, using: str) -> bool:
+        def confirm_durable(self, delivery: Any, using: str, committed_on: Any) -> bool:
             # Timed here, in the server: the wait itself, free of the queueing
             # that end-to-end latencies under concurrency also contain.
             started = time.perf_counter()
             try:
-                return super().confirm_durable(delivery, using)
+                return super().confirm_durable(delivery, using, committed_on)
             finally:
                 DURABLE_WAITS.append(time.perf_counter() - started)
 

@@ -34,6 +34,7 @@ from django_pg_resilience.webhooks.exceptions import bad_request
 __all__ = [
     "Delivery",
     "Outcome",
+    "Stored",
     "describe_error",
     "enqueue",
     "process_inline",
@@ -55,6 +56,25 @@ class Outcome(enum.Enum):
     PROCESSED = "processed"
     DUPLICATE = "duplicate"
     QUEUED = "queued"
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What became of a delivery, and the session its write committed on.
+
+    ``session`` is the driver connection that ran the COMMIT (or the autocommit
+    statement). It is taken inside the unit of work: once the transaction is
+    closed, Django may already have replaced a connection found dead (restoring
+    autocommit reconnects), and a durable acknowledgement asked over that new
+    session, possibly on a new primary, would confirm a commit it never saw.
+    """
+
+    outcome: Outcome
+    session: Any
+
+
+def _session(using: str) -> Any:
+    return connections[using].connection
 
 
 @dataclass(frozen=True)
@@ -245,13 +265,15 @@ def run_handler(
 
 def process_inline(
     delivery: Delivery, handle: Callable[[WebhookEvent], None], using: str
-) -> Outcome:
+) -> Stored:
     """Store the event and run ``handle`` in one transaction; DUPLICATE if it already succeeded.
 
     An exception from ``handle`` (or from the database) rolls everything back
     and propagates: the caller records a handler failure with
     :func:`record_failure`, or answers 503 for an availability error.
     """
+    # Inside the block the session cannot change (a lost connection fails the
+    # transaction), so the one read there is the one COMMIT runs on.
     with transaction.atomic(using=using):
         # A new event is inserted already marked succeeded: nobody sees the
         # row before COMMIT, and if handle() raises it rolls back with the
@@ -259,21 +281,22 @@ def process_inline(
         pk = _insert_if_new(delivery, using, status=Status.SUCCEEDED, attempts=1)
         if pk is not None:
             handle(_event_from(pk, delivery, using))
-            return Outcome.PROCESSED
+            return Stored(Outcome.PROCESSED, _session(using))
         event = (
             WebhookEvent.objects.using(using)
             .select_for_update()
             .get(source=delivery.source, key=delivery.key)
         )
         if event.status == Status.SUCCEEDED:
-            return Outcome.DUPLICATE
+            return Stored(Outcome.DUPLICATE, _session(using))
         # A failed or still-pending event: this delivery processes it now,
         # under the row lock (the async worker skips locked rows).
         run_handler(event, handle, using)
-    return Outcome.PROCESSED
+        session = _session(using)
+    return Stored(Outcome.PROCESSED, session)
 
 
-def enqueue(delivery: Delivery, using: str) -> Outcome:
+def enqueue(delivery: Delivery, using: str) -> Stored:
     """Store the event as pending for ``manage.py process_webhooks``.
 
     QUEUED for a new event, and for a failed one (a sender's retry re-arms it);
@@ -282,15 +305,16 @@ def enqueue(delivery: Delivery, using: str) -> Outcome:
     # Each statement stands alone (no transaction: BEGIN and COMMIT would be
     # two more round trips on the path Shopify times): the insert is atomic,
     # and the re-arm's WHERE is checked by the UPDATE itself, so a worker that
-    # took the row in between is not overridden.
+    # took the row in between is not overridden. The session is read right
+    # after the statement that committed, before anything else can reconnect.
     if _insert_if_new(delivery, using, status=Status.PENDING) is not None:
-        return Outcome.QUEUED
+        return Stored(Outcome.QUEUED, _session(using))
     rearmed = (
         WebhookEvent.objects.using(using)
         .filter(source=delivery.source, key=delivery.key, status=Status.FAILED)
         .update(status=Status.PENDING, attempts=0, next_attempt_at=timezone.now())
     )
-    return Outcome.QUEUED if rearmed else Outcome.DUPLICATE
+    return Stored(Outcome.QUEUED if rearmed else Outcome.DUPLICATE, _session(using))
 
 
 def record_failure(delivery: Delivery, error: str, using: str) -> None:

@@ -233,22 +233,27 @@ class IdempotentWebhookView(View):
     def store(self, delivery: Delivery, using: str) -> HttpResponse:
         """Process or queue the delivery, then (durable_ack) wait for a standby."""
         if self.process_async:
-            outcome = processing.enqueue(delivery, using)
+            stored = processing.enqueue(delivery, using)
         else:
             try:
-                outcome = processing.process_inline(delivery, self.handle, using)
+                stored = processing.process_inline(delivery, self.handle, using)
             except WebhookRejected:
                 raise
             except Exception as exc:
                 if is_availability_error(exc):
                     raise
                 return self.handler_failed(exc, delivery, using)
-        self.announce(outcome, delivery)
-        if self.durable_ack and not self.confirm_durable(delivery, using):
+        self.announce(stored.outcome, delivery)
+        if self.durable_ack and not self.confirm_durable(delivery, using, stored.session):
             return self.unavailable(None, delivery, "durable_ack_unconfirmed")
-        return JsonResponse({"status": outcome.value})
+        return JsonResponse({"status": stored.outcome.value})
 
-    def confirm_durable(self, delivery: Delivery, using: str) -> bool:
+    def confirm_durable(self, delivery: Delivery, using: str, committed_on: Any) -> bool:
+        """True once a standby has flushed the commit made over ``committed_on``.
+
+        ``committed_on`` is the driver connection the event's write committed
+        on; the answer counts only if it is still the session asking.
+        """
         timeout = self.durable_ack_timeout
         if timeout is None:
             timeout = conf.app_settings().WEBHOOK_DURABLE_ACK_TIMEOUT
@@ -259,7 +264,6 @@ class IdempotentWebhookView(View):
         # committed is still the one asking. (Behind PgBouncer in transaction
         # mode a server switch does not change the session: use
         # durable_ack_standby, or synchronous replication, there.)
-        committed_on = connections[using].connection
         if self.durable_ack_standby is None:
             lsn, confirmed = durability.current_wal_position_if_flushed(using)
         else:

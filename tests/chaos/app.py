@@ -47,9 +47,15 @@ class AsyncAckOrderWebhook(OrderWebhook):
     durable_ack: ClassVar[bool] = False
 
 
-def record_ledger_entry(token: str) -> None:
-    """The worker's unit of work: idempotent by its token, as retry.py asks."""
+def record_ledger_entry(token: str) -> Any:
+    """The worker's unit of work: idempotent by its token, as retry.py asks.
+
+    Returns the session its COMMIT runs on, read inside the transaction: once
+    the block is left, restoring autocommit may already have replaced a
+    connection found dead with one to another server.
+    """
     ChaosLedgerEntry.objects.using(CHAOS_ALIAS).get_or_create(token=token)
+    return connections[CHAOS_ALIAS].connection
 
 
 def run_ledger_unit(token: str) -> bool:
@@ -59,15 +65,13 @@ def run_ledger_unit(token: str) -> bool:
     asynchronous replication (the chaos suite saw it happen): the same hole
     durable_ack closes for webhooks.
     """
-    atomic_with_retry(record_ledger_entry, using=CHAOS_ALIAS)(token)
-    connection = connections[CHAOS_ALIAS]
+    committed_on = atomic_with_retry(record_ledger_entry, using=CHAOS_ALIAS)(token)
     # The wait must be answered by the server that committed: after a failover
     # the backend transparently re-runs these reads on the new primary, whose
     # standby would "confirm" a commit that died with the old one.
-    committed_on = connection.connection
     lsn = durability.current_wal_position(CHAOS_ALIAS)
     confirmed = durability.wait_for_standby_flush(CHAOS_ALIAS, lsn, timeout=1.0)
-    return confirmed and connection.connection is committed_on
+    return confirmed and connections[CHAOS_ALIAS].connection is committed_on
 
 
 urlpatterns = [

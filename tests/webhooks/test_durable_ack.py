@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import select
 import time
 
 import psycopg
@@ -115,6 +116,38 @@ def test_a_confirmation_from_another_session_than_the_committing_one_does_not_co
     status, body, _ = deliver(client, "/fresh/durable-session-lost", "switched")
     assert (status, body) == (200, {"status": "duplicate"})
     assert WebhookEvent.objects.using(FRESH_ALIAS).filter(key="switched").count() == 1
+
+
+def test_a_session_lost_as_the_transaction_closes_does_not_confirm(
+    fresh_alias: LocalCluster, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """COMMIT succeeds, then the session dies before the view regains control: Django,
+    restoring autocommit as the atomic block closes, finds the connection dead and
+    reconnects. That new session (on a new primary, in a failover) must not be the
+    one whose confirmation counts."""
+    cluster = fresh_alias
+    wrapper = connections[FRESH_ALIAS]
+    commit = wrapper._commit
+    cut: list[bool] = []
+
+    def commit_then_lose_the_session() -> None:
+        commit()
+        if not cut:
+            cut.append(True)
+            raw = wrapper.connection
+            cluster.endpoint.reset_all()
+            # Until the reset has reached this side, as a crash's would.
+            assert select.select([raw.fileno()], [], [], 5)[0]
+
+    monkeypatch.setattr(wrapper, "_commit", commit_then_lose_the_session)
+    status, body, _ = deliver(client, "/fresh/durable", "lost-at-close")
+    monkeypatch.undo()
+
+    assert cut
+    assert (status, body) == (503, {"error": "durable_ack_unconfirmed"})
+    # Committed all the same: the sender's retry is a confirmed duplicate.
+    status, body, _ = deliver(client, "/fresh/durable", "lost-at-close")
+    assert (status, body) == (200, {"status": "duplicate"})
 
 
 #: WAL page headers: the first page of a segment has the long one.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from django.db import connections, transaction
 
@@ -130,7 +130,7 @@ class FreshDurableSessionLost(FreshDurable):
     #: Set by the test: what cuts the session.
     lose_session: ClassVar[Callable[[], None] | None] = None
 
-    def confirm_durable(self, delivery: Delivery, using: str) -> bool:
+    def confirm_durable(self, delivery: Delivery, using: str, committed_on: Any) -> bool:
         if FreshDurableSessionLost.lose_session is not None:
             FreshDurableSessionLost.lose_session()
-        return super().confirm_durable(delivery, using)
+        return super().confirm_durable(delivery, using, committed_on)
