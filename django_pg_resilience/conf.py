@@ -28,6 +28,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
+from django_pg_resilience.backoff import RetryPolicy
+
 __all__ = [
     "AppSettings",
     "BackendSettings",
@@ -42,25 +44,29 @@ OPTIONS_KEY = "resilience"
 
 @dataclass(frozen=True)
 class BackendSettings:
-    """How the backend retries for one database alias."""
+    """How the backend retries for one database alias.
+
+    The retry defaults are :class:`~django_pg_resilience.backoff.RetryPolicy`'s,
+    so the pure policy and the settings cannot drift apart.
+    """
 
     #: Longest time, in seconds, one operation (a connect, a statement) may
     #: spend waiting and retrying before it fails. Below Shopify's 5 s webhook
     #: deadline; a worker may set more.
-    deadline: float = 4.0
+    deadline: float = RetryPolicy.deadline
     #: Most attempts per operation, the first one included (while the breaker
     #: holds an outage, the probes other callers make count too).
-    max_attempts: int = 100
+    max_attempts: int = RetryPolicy.max_attempts
     #: First backoff step, in seconds; each step doubles up to ``backoff_cap``.
-    backoff_base: float = 0.05
+    backoff_base: float = RetryPolicy.base
     #: Largest backoff step, in seconds. It sets a trade-off (measured in
     #: bench/bench_backend.py's ``tradeoff`` table): the end of a held outage is
     #: noticed within ``cap`` (about cap / 3 on average), at about 2 / cap
     #: attempts per second per process while the outage is held (one probe at
     #: a time, full jitter).
-    backoff_cap: float = 0.1
+    backoff_cap: float = RetryPolicy.cap
     #: Full jitter (a random wait between 0 and the step) to spread reconnects.
-    jitter: bool = True
+    jitter: bool = RetryPolicy.jitter
     #: Re-run a read (SELECT without locking) after a reconnect in autocommit.
     retry_reads: bool = True
     #: Consecutive failed attempts that open the circuit breaker early, even
