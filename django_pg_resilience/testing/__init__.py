@@ -21,6 +21,7 @@ from django_pg_resilience.testing.cluster import (
 )
 from django_pg_resilience.testing.pgbouncer import PgBouncer
 from django_pg_resilience.testing.proxy import EndpointProxy
+from django_pg_resilience.testing.state import reset_process_state
 
 __all__ = [
     "EndpointProxy",
@@ -30,4 +31,5 @@ __all__ = [
     "PostgresNotFound",
     "find_bindir",
     "free_port",
+    "reset_process_state",
 ]
