@@ -31,7 +31,8 @@ _WORD, _IDENT, _LITERAL, _OP = "word", "ident", "literal", "op"
 
 _TOKEN = re.compile(
     r"""
-    (?P<space>\s+|--[^\n]*|/\*.*?\*/)
+    (?P<space>\s+|--[^\n]*)
+    | (?P<comment>/\*)
     | (?P<literal>
         [eE]'(?:[^'\\]|\\.|'')*'
         | '(?:[^']|'')*'
@@ -41,10 +42,23 @@ _TOKEN = re.compile(
       )
     | (?P<ident>"(?:[^"]|"")*")
     | (?P<word>[^\W\d][\w$]*)
-    | (?P<op>::|[^\s\w"'$])
+    | (?P<op>::|(?!/\*)[^\s\w"'$])
     """,
     re.VERBOSE | re.DOTALL,
 )
+
+
+_COMMENT_MARK = re.compile(r"/\*|\*/")
+
+
+def _comment_end(sql: str, position: int) -> int:
+    """Where the block comment opened just before ``position`` ends (they nest), or -1."""
+    depth = 1
+    for mark in _COMMENT_MARK.finditer(sql, position):
+        depth += 1 if mark.group() == "/*" else -1
+        if depth == 0:
+            return mark.end()
+    return -1
 
 
 class _Token(NamedTuple):
@@ -63,8 +77,11 @@ def _tokens(sql: str) -> tuple[_Token, ...] | None:
             return None  # an unterminated string or comment, a stray quote
         position = match.end()
         kind = match.lastgroup
-        if kind == "tag":
-            kind = _LITERAL
+        if kind == "comment":
+            position = _comment_end(sql, position)
+            if position < 0:
+                return None
+            continue
         if kind == _WORD:
             tokens.append(_Token(_WORD, match.group().lower()))
         elif kind == _IDENT:
