@@ -286,12 +286,9 @@ _SESSION_ADVISORY_LOCKS = frozenset(
 )
 _KINDS = frozenset({"table", "view", "sequence", "function", "procedure"})
 _TRUE_LITERALS = frozenset({"true", "'t'", "'true'", "'on'", "'yes'", "'y'", "'1'"})
-# A cheap first look: statements without any of these words change no session state.
-_MAYBE_SESSION_STATE = re.compile(
-    r"\b(?:set|reset|set_config|temp|temporary|pg_temp|prepare|listen|declare|load"
-    r"|pg_(?:try_)?advisory_lock(?:_shared)?)\b",
-    re.IGNORECASE,
-)
+# A cheap first look (about a microsecond, on the happy path): a statement whose
+# lowercased text has none of these has no session state to change.
+_MAYBE_SESSION_STATE = re.compile(r"set|temp|prepare|listen|declare|load|advisory_lock")
 
 
 def _arguments(tokens: tuple[_Token, ...], name_index: int) -> list[tuple[_Token, ...]]:
@@ -405,9 +402,10 @@ def session_state_change(sql: str) -> str | None:
     lock (pg_advisory_lock)"``...) or None. Transaction-scoped changes
     (``SET LOCAL``, ``set_config(..., true)``, ``pg_advisory_xact_lock``) are
     None: they end with the transaction the lost connection took with it.
-    Text that does not tokenize is judged a change when it mentions one.
+    Text that does not tokenize is judged a change when it mentions one. What runs
+    inside a function or a ``DO`` block cannot be seen from here.
     """
-    if _MAYBE_SESSION_STATE.search(sql) is None:
+    if _MAYBE_SESSION_STATE.search(sql.lower()) is None:
         return None
     tokens = _tokens(sql)
     if tokens is None:
