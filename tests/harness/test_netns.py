@@ -78,8 +78,10 @@ def test_a_silenced_peer_sends_nothing_then_answers_again_once_restored(
     namespace, primary = pg_netns_cluster.namespace, pg_netns_cluster.primary
     assert namespace is not None
     conn = pq.PGconn.connect(f"{primary.dsn} connect_timeout=5".encode())
-    assert conn.status == pq.ConnStatus.OK
-    conn.nonblocking = 1
+    # Nothing ACKs for a silent peer, so the kernel gives up on unacknowledged data.
+    bounded = pq.PGconn.connect(f"{primary.dsn} connect_timeout=5 tcp_user_timeout=500".encode())
+    assert conn.status == bounded.status == pq.ConnStatus.OK
+    conn.nonblocking = bounded.nonblocking = 1
     try:
         # Healthy: the same probe sees the answer.
         _send(conn, b"SELECT 1")
@@ -87,9 +89,14 @@ def test_a_silenced_peer_sends_nothing_then_answers_again_once_restored(
 
         namespace.silence()
         _send(conn, b"SELECT 2")
+        _send(bounded, b"SELECT 2")
         # No answer, no error, no reset: nothing at all arrives, and the socket stays open.
         assert not _readable_within(conn, SILENCE)
         assert conn.status == pq.ConnStatus.OK
+        # Unlike behind a user-space proxy's blackhole, tcp_user_timeout notices it.
+        assert _readable_within(bounded, 30)
+        with pytest.raises(psycopg.OperationalError):
+            bounded.consume_input()
 
         started = time.monotonic()
         with pytest.raises(psycopg.OperationalError, match="timeout"):
@@ -103,6 +110,7 @@ def test_a_silenced_peer_sends_nothing_then_answers_again_once_restored(
     finally:
         namespace.restore()
         conn.finish()
+        bounded.finish()
 
 
 def test_silence_reaches_the_standby_too(pg_netns_cluster: LocalCluster) -> None:
