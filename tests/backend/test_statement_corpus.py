@@ -262,6 +262,31 @@ QUERYSETS: dict[str, Callable[[], object]] = {
 }
 
 
+# What each entry's SQL must show, so that the corpus keeps exercising what it names.
+FEATURES: dict[str, str | tuple[str, ...]] = {
+    "filter": "WHERE",
+    "lookups": "UPPER(",
+    "regex": "::text ~",
+    "date parts": "EXTRACT(",
+    "json keys": "->",
+    "arrays": "@>",
+    "aggregates": "STDDEV_POP(",
+    "postgres aggregates": "ARRAY_AGG(",
+    "string functions": "LPAD(",
+    "math and conditional functions": "GEN_RANDOM_UUID(",
+    "dates": "DATE_TRUNC(",
+    "json functions": "JSONB_BUILD_OBJECT(",
+    "subquery and exists": "EXISTS(",
+    "window functions": "OVER (",
+    "distinct and nulls ordering": "DISTINCT ON (",
+    "values": "GROUP BY",
+    "select_related and prefetch": ("OUTER JOIN", '"shelf_id" IN ('),
+    "set operations": "EXCEPT",
+    "shortcuts": "LIMIT 1",
+    "full-text search": "TS_RANK(",
+}
+
+
 @pytest.fixture
 def statements() -> Iterator[list[tuple[str, str]]]:
     """Each statement run, as (SQL with placeholders, SQL with the parameters bound)."""
@@ -270,6 +295,17 @@ def statements() -> Iterator[list[tuple[str, str]]]:
     for model in (Shelf, Product):
         with connection.schema_editor() as editor:
             editor.create_model(model)
+    # A row of each, so that prefetches and joins have something to fetch.
+    shelf = Shelf.objects.create(label="x")
+    Product.objects.create(
+        shelf=shelf,
+        item=Item.objects.create(name="corpus item", quantity=1),
+        name="red shoe",
+        price=Decimal(5),
+        stocked_at=datetime.datetime(2024, 1, 2, 3, tzinfo=datetime.UTC),
+        attributes={"color": "red", "size": 4, "dims": [2]},
+        tags=["a", "x"],
+    )
     caught: list[tuple[str, str]] = []
 
     def catch(execute: Any, sql: str, params: Any, many: bool, context: dict[str, Any]) -> Any:
@@ -287,6 +323,10 @@ def test_every_orm_read_is_a_read(name: str, statements: list[tuple[str, str]]) 
     QUERYSETS[name]()
 
     assert statements, "the queryset sent nothing"
+    sent = " ".join(sql for sql, _ in statements).upper()
+    features = FEATURES[name]
+    for feature in (features,) if isinstance(features, str) else features:
+        assert feature.upper() in sent
     for sql, bound in statements:
         assert is_read_statement(sql), sql
         # A server-side cursor (iterator()) reaches the server inside DECLARE: not a read
