@@ -26,8 +26,11 @@ VENV_PYTHON = VENV / "bin" / "python"
 #: Debian packages for the demo: PostgreSQL's server binaries.
 SERVER_PACKAGES = ("postgresql", "postgresql-contrib")
 #: And for the test suite: PgBouncer for the pooled-failover tests, Chromium for the 503 page's
-#: browser test (each skipped with a reason where it cannot be installed).
-TEST_PACKAGES = (*SERVER_PACKAGES, "pgbouncer", "chromium")
+#: browser test, iproute2 (``ip``) for the silent peer in a network namespace (each skipped
+#: with a reason where it cannot be installed).
+TEST_PACKAGES = (*SERVER_PACKAGES, "pgbouncer", "chromium", "iproute2")
+#: Packages whose command is not named after them.
+_COMMANDS = {"iproute2": "ip"}
 
 
 def _say(message: str) -> None:
@@ -43,7 +46,8 @@ def _have_postgres() -> bool:
 def _missing(package: str) -> bool:
     if package.startswith("postgresql"):
         return not _have_postgres()
-    return shutil.which(package) is None and not Path("/usr/sbin", package).exists()
+    command = _COMMANDS.get(package, package)
+    return shutil.which(command) is None and not Path("/usr/sbin", command).exists()
 
 
 def ensure_system_packages(packages: tuple[str, ...]) -> None:

@@ -95,11 +95,13 @@ def test_a_statement_in_flight_when_the_endpoint_goes_silent_ends_within_the_dea
 
 
 def test_a_long_statement_on_a_healthy_server_is_left_alone(cluster: LocalCluster) -> None:
-    with item_alias("ours", cluster.endpoint, OPTIONS={"resilience": RESILIENCE}):
-        with connections["ours"].cursor() as cursor:
-            started = time.monotonic()
-            cursor.execute("SELECT pg_sleep(3.5)")
-            elapsed = time.monotonic() - started
+    with (
+        item_alias("ours", cluster.endpoint, OPTIONS={"resilience": RESILIENCE}),
+        connections["ours"].cursor() as cursor,
+    ):
+        started = time.monotonic()
+        cursor.execute("SELECT pg_sleep(3.5)")
+        elapsed = time.monotonic() - started
     checks = stats.snapshot()["liveness_checks"]["ours"]
     assert elapsed >= 3.5
     # One check per liveness_interval (1 s) at most, none in the first second.
