@@ -235,3 +235,37 @@ def test_read_write_follows_target_session_attrs(settings: Any) -> None:
     assert backend_settings("primary", {"OPTIONS": {}}).read_write is True
     forced = {"OPTIONS": {"target_session_attrs": "standby", "resilience": {"read_write": True}}}
     assert backend_settings("forced", forced).read_write is True
+
+
+@pytest.fixture
+def netns_cluster(pg_netns_cluster: LocalCluster, django_db_blocker: Any) -> Any:
+    with django_db_blocker.unblock():
+        yield pg_netns_cluster
+
+
+@pytest.mark.parametrize("mode", ["persistent", "pool"])
+def test_a_peer_that_sends_nothing_at_all_ends_the_statement_within_the_deadline(
+    netns_cluster: LocalCluster, mode: str
+) -> None:
+    """A dead VM whose address still routes: no ACK, no RST, nothing."""
+    primary = netns_cluster.primary
+    options: dict[str, Any] = {"resilience": RESILIENCE}
+    extra: dict[str, Any] = {"CONN_MAX_AGE": 60}
+    if mode == "pool":
+        options["pool"] = {"min_size": 1, "max_size": 4, "timeout": 10}
+        extra = {}
+    with item_alias("ours", primary, OPTIONS=options, **extra):
+        Item.objects.using("ours").create(name="x")
+        connections["ours"].close()
+        thread, outcome = _run_in_thread(_read_in_flight("ours", "nothing-1"), "ours")
+        _wait_until_running(primary, "nothing-1")
+        primary.namespace.silence()
+        try:
+            thread.join(timeout=60)
+        finally:
+            primary.namespace.restore()
+        if mode == "pool":
+            connections["ours"].close_pool()
+    assert not thread.is_alive()
+    assert is_availability_error(outcome["error"]), outcome
+    assert outcome["elapsed"] < 1.0 + DEADLINE + 2.0 + 1.0, outcome
