@@ -264,3 +264,15 @@ def check_health(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
             )
         )
     return messages
+
+
+# --- metrics ---
+# Not a check: this module is imported when the app starts (AppConfig.ready), and
+# the cluster gauges and counters must be on /metrics before the first scrape.
+def _install_metrics() -> None:
+    from django_pg_resilience.health import metrics
+
+    metrics.install()
+
+
+_install_metrics()

@@ -25,7 +25,15 @@ MultiprocessMode = Literal[
     "livemostrecent",
 ]  # fmt: skip
 
-__all__ = ["GAUGE_MULTIPROCESS_MODE", "METRICS", "increment", "reset", "set_gauge", "snapshot"]
+__all__ = [
+    "GAUGE_MULTIPROCESS_MODE",
+    "METRICS",
+    "create_prometheus_metrics",
+    "increment",
+    "reset",
+    "set_gauge",
+    "snapshot",
+]
 
 #: name -> (kind, help, label name). Prometheus metrics are named
 #: ``pg_resilience_<name>`` (counters get prometheus_client's ``_total``).
@@ -85,6 +93,11 @@ def _prometheus_metrics() -> dict[str, Any]:
         if _prometheus is None:
             _prometheus = _create_prometheus_metrics()
         return _prometheus
+
+
+def create_prometheus_metrics() -> None:
+    """Register every metric now, so /metrics lists them before their first event."""
+    _prometheus_metrics()
 
 
 def _create_prometheus_metrics() -> dict[str, Any]:
