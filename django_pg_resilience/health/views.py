@@ -13,7 +13,8 @@ The cluster report comes from the per-process cache (:mod:`.cache`): any
 number of requests cost at most one probe round per ``HEALTH_CACHE_SECONDS``.
 Details (nodes, hosts, lag, messages) are shown only to a request whose
 ``X-Health-Token`` header matches ``PG_RESILIENCE['HEALTH_TOKEN']``; everyone
-else sees statuses alone, and never makes a request wait for a probe round.
+else sees statuses alone and waits for a probe round only while there has
+never been one.
 The views are marked ``pg_resilience_passthrough`` so the 503 middleware
 leaves their answers as they are: they report, they do not apologise.
 """
@@ -105,8 +106,12 @@ def readyz(request: HttpRequest) -> JsonResponse:
 @never_cache
 def cluster_health(request: HttpRequest) -> JsonResponse:
     """The cluster report (``manage.py health``'s JSON); 503 when CRITICAL or UNKNOWN."""
-    cached = _cached(None)
-    body = _cluster_body(cached, detailed=_token_matches(request))
+    detailed = _token_matches(request)
+    # An anonymous caller waits for a round only when there has never been one.
+    cached = _cached(None if detailed else 0.0)
+    if cached.report is None and cached.error is None and not detailed:
+        cached = _cached(None)
+    body = _cluster_body(cached, detailed=detailed)
     return JsonResponse(body, status=503 if body["status"] in ("CRITICAL", "UNKNOWN") else 200)
 
 
