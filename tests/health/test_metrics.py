@@ -234,3 +234,12 @@ def test_multiprocess_scrape_under_gunicorn(gunicorn_app: str) -> None:
     assert value(scraped, "pg_resilience_up", node="replica") == 1
     assert value(scraped, "pg_resilience_is_primary", node="default") == 1
     assert [labels for labels, _ in scraped["pg_resilience_up"] if "pid" in labels] == []
+
+
+def test_before_the_first_round_only_the_unknown_status_is_exported() -> None:
+    from django_pg_resilience.health.cache import CachedReport
+    from django_pg_resilience.health.metrics import samples
+
+    assert samples(CachedReport(None, "configuration error")) == [
+        ("pg_resilience_health_status", {}, 3.0)
+    ]
