@@ -29,6 +29,7 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 from django_pg_resilience.backoff import RetryPolicy
+from django_pg_resilience.breaker import BreakerSettings
 
 __all__ = [
     "AppSettings",
@@ -106,6 +107,26 @@ class BackendSettings:
     #: (read-only) is closed and retried. None (default): True unless OPTIONS
     #: ``target_session_attrs`` asks for a read-only or standby server.
     read_write: bool | None = None
+
+    @functools.cached_property
+    def retry_policy(self) -> RetryPolicy:
+        """The retry policy of one operation on the alias (built once per settings)."""
+        return RetryPolicy(
+            deadline=self.deadline,
+            max_attempts=self.max_attempts,
+            base=self.backoff_base,
+            cap=self.backoff_cap,
+            jitter=self.jitter,
+        )
+
+    @functools.cached_property
+    def breaker_settings(self) -> BreakerSettings:
+        """The alias's circuit-breaker settings (built once per settings)."""
+        return BreakerSettings(
+            open_interval=self.breaker_open_interval,
+            max_interval=max(self.breaker_max_interval, self.breaker_open_interval),
+            threshold=self.breaker_threshold,
+        )
 
 
 @dataclass(frozen=True)
