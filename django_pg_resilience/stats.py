@@ -41,6 +41,18 @@ METRICS: dict[str, tuple[str, str, str]] = {
     "webhooks_failed": ("counter", "Webhook deliveries whose handler failed.", "source"),
     "webhooks_durable_ack_waits": ("counter", "Durable-ack waits for standby flush.", "source"),
     "webhooks_durable_ack_timeouts": ("counter", "Durable acks not confirmed in time.", "source"),
+    "replica_reads": ("counter", "Reads the router sent to a replica.", "alias"),
+    "primary_fallback_reads": (
+        "counter",
+        "Reads sent to the primary instead, by reason.",
+        "reason",
+    ),
+    "replica_read_retries": (
+        "counter",
+        "Requests re-run on the primary after a replica failed.",
+        "alias",
+    ),
+    "replica_lag_seconds": ("gauge", "Replay lag of a replica, as last measured.", "alias"),
 }
 
 _lock = threading.Lock()

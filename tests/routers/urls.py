@@ -1,0 +1,30 @@
+"""Views of the router tests: a customer writes an item, then reads it back."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import path
+
+from tests.testapp.models import Item
+
+
+def create_item(request: HttpRequest) -> HttpResponse:
+    item = Item.objects.create(name=request.POST["name"])
+    return JsonResponse({"id": item.pk}, status=201)
+
+
+def show_item(request: HttpRequest, name: str) -> HttpResponse:
+    item = Item.objects.filter(name=name).first()
+    if item is None:
+        response = HttpResponse("not found", status=404)
+        response["X-Read-From"] = "?"
+        return response
+    response = HttpResponse(item.name)
+    response["X-Read-From"] = item._state.db or ""
+    return response
+
+
+urlpatterns = [
+    path("items/", create_item),
+    path("items/<str:name>/", show_item),
+]
