@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 import psycopg
-from django.db import connections
+from django.db import DatabaseError, connections
 
 from django_pg_resilience import conf
 from django_pg_resilience.backend.connection import ResilientConnection
@@ -37,6 +37,8 @@ _REPLICA_QUERY = (
 _PRIMARY_QUERY = (
     "SELECT CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_flush_lsn()::text END"
 )
+# A breaker that gives up raises Django's DatabaseUnavailable (a DatabaseError).
+_PROBE_ERRORS = (psycopg.Error, DatabaseError, OSError)
 # Django's keys that are no libpq options.
 _NOT_LIBPQ = ("cursor_factory", "context", "pool", "server_side_binding")
 
@@ -69,7 +71,7 @@ class ProbeConnections:
         try:
             connection = self._connection(self.primary, through_breaker=False)
             row = connection.execute(_PRIMARY_QUERY).fetchone()
-        except (psycopg.Error, OSError):
+        except _PROBE_ERRORS:
             self.drop(self.primary)
             return None
         return parse_lsn(row[0]) if row else None
@@ -79,12 +81,20 @@ class ProbeConnections:
         if breaker_for(alias).state != "closed":
             # Only a new connection through the breaker can close it again.
             self.drop(alias)
+        reused = alias in self._connections
         try:
-            connection = self._connection(alias, through_breaker=True)
-            row = connection.execute(_REPLICA_QUERY).fetchone()
-        except (psycopg.Error, OSError) as exc:
+            row = self._query_replica(alias)
+        except _PROBE_ERRORS as exc:
             self.drop(alias)
-            return ReplicaStatus(alias, time.monotonic(), error=type(exc).__name__)
+            if not reused:
+                return ReplicaStatus(alias, time.monotonic(), error=type(exc).__name__)
+            # The kept connection died: a new one, through the breaker, tells
+            # the breaker (and so every request) whether the replica is gone.
+            try:
+                row = self._query_replica(alias)
+            except _PROBE_ERRORS as exc:
+                self.drop(alias)
+                return ReplicaStatus(alias, time.monotonic(), error=type(exc).__name__)
         assert row is not None
         in_recovery, replay_text, receive_text, seconds = row
         if not in_recovery:
@@ -98,6 +108,10 @@ class ProbeConnections:
             replay_position=replay,
             lag=replay_lag(replay, reference, seconds),
         )
+
+    def _query_replica(self, alias: str) -> tuple[Any, ...] | None:
+        connection = self._connection(alias, through_breaker=True)
+        return connection.execute(_REPLICA_QUERY).fetchone()
 
     def drop(self, alias: str) -> None:
         connection = self._connections.pop(alias, None)
