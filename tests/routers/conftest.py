@@ -10,13 +10,12 @@ from typing import Any
 
 import pytest
 from django.db import connections
-from psycopg import sql
 from pytest_django.fixtures import Settings as SettingsWrapper
 
 from django_pg_resilience import stats
 from django_pg_resilience.breaker import reset_breakers
 from django_pg_resilience.routers.config import replica_monitor, reset_replica_monitor
-from django_pg_resilience.testing import EndpointProxy, LocalCluster, Node
+from django_pg_resilience.testing import EndpointProxy, LocalCluster
 from django_pg_resilience.testing.django import database_alias
 from tests.testapp.models import Item
 
@@ -26,26 +25,6 @@ ROUTER = "django_pg_resilience.routers.ReplicaRouter"
 MIDDLEWARE = "django_pg_resilience.routers.ReplicaRouterMiddleware"
 #: A replica alias gives up at once: the primary is there to fall back to.
 REPLICA_RESILIENCE = {"read_write": False, "deadline": 0.3, "max_attempts": 1}
-
-
-def replicate_through(standby: Node, link: EndpointProxy, timeout: float = 30.0) -> None:
-    """Make ``standby`` stream from the primary through ``link`` (delay it to make it lag)."""
-    assert link.target is not None
-    host, port = link.host, link.port
-    conninfo = f"host={host} port={port} user=postgres application_name={standby.name}"
-    standby.query(sql.SQL("ALTER SYSTEM SET primary_conninfo = {}").format(sql.Literal(conninfo)))
-    standby.query("SELECT pg_reload_conf()")
-    deadline = time.monotonic() + timeout
-    while True:
-        rows = standby.query(
-            "SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming' AND sender_port = %s",
-            [port],
-        )
-        if rows:
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{standby} does not stream through the proxy on port {port}")
-        time.sleep(0.02)
 
 
 def wait_for(predicate: Any, timeout: float = 20.0, what: str = "condition") -> None:
@@ -69,7 +48,7 @@ def _fresh_process_state() -> Iterator[None]:
 def lag_cluster() -> Iterator[tuple[LocalCluster, EndpointProxy]]:
     """A primary and a standby whose replication link is a proxy (``link.delay(ms)``)."""
     with LocalCluster(standbys=1) as cluster, EndpointProxy(cluster.primary) as link:
-        replicate_through(cluster.standbys[0], link)
+        cluster.replicate_through(cluster.standbys[0], link)
         yield cluster, link
 
 
