@@ -256,9 +256,11 @@ def check_health(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
 # W501: ReplicaRouter is installed but no alias is a replica (read_write: False).
 # W502: a replica alias waits long for an outage before the router can fall back.
 # W503: ReplicaRouter without ReplicaRouterMiddleware (no read-your-writes across requests).
+# W504: ReplicaRouterMiddleware on the wrong side of SessionMiddleware for READ_YOUR_WRITES.
 
 _REPLICA_ROUTER = "django_pg_resilience.routers.ReplicaRouter"
 _REPLICA_MIDDLEWARE = "django_pg_resilience.routers.ReplicaRouterMiddleware"
+_SESSION_MIDDLEWARE = "django.contrib.sessions.middleware.SessionMiddleware"
 #: A replica's deadline above this keeps a request waiting before it falls back.
 _REPLICA_DEADLINE_LIMIT = 1.0
 
@@ -312,15 +314,35 @@ def check_replica_router(app_configs: Any = None, **kwargs: Any) -> list[CheckMe
                     id="pg_resilience.W502",
                 )
             )
-    if getattr(settings, "ROOT_URLCONF", None) and _REPLICA_MIDDLEWARE not in list(
-        getattr(settings, "MIDDLEWARE", None) or []
-    ):
+    middleware = list(getattr(settings, "MIDDLEWARE", None) or [])
+    if _REPLICA_MIDDLEWARE in middleware and _SESSION_MIDDLEWARE in middleware:
+        after_sessions = middleware.index(_REPLICA_MIDDLEWARE) > middleware.index(
+            _SESSION_MIDDLEWARE
+        )
+        if after_sessions != (config.read_your_writes == "session"):
+            where = "after" if config.read_your_writes == "session" else "before"
+            why = (
+                "it keeps the position in the session"
+                if config.read_your_writes == "session"
+                else "a session saved at the end of a request must be covered by the "
+                "position, or the client's next request may miss it on a replica"
+            )
+            messages.append(
+                CheckWarning(
+                    f"With READ_YOUR_WRITES={config.read_your_writes!r}, "
+                    f"{_REPLICA_MIDDLEWARE} must come {where} {_SESSION_MIDDLEWARE}: {why}.",
+                    hint=f"Move {_REPLICA_MIDDLEWARE!r} {where} {_SESSION_MIDDLEWARE!r}.",
+                    id="pg_resilience.W504",
+                )
+            )
+    if getattr(settings, "ROOT_URLCONF", None) and _REPLICA_MIDDLEWARE not in middleware:
         messages.append(
             CheckWarning(
                 f"{_REPLICA_ROUTER} is installed without {_REPLICA_MIDDLEWARE}: a client's "
                 "next request may read from a replica that lacks what it just wrote, and a "
                 "replica that dies under a request is a 503.",
-                hint=f"Add {_REPLICA_MIDDLEWARE!r} to MIDDLEWARE after SessionMiddleware.",
+                hint=f"Add {_REPLICA_MIDDLEWARE!r} to MIDDLEWARE, before SessionMiddleware "
+                "(after it with READ_YOUR_WRITES='session').",
                 id="pg_resilience.W503",
             )
         )

@@ -100,8 +100,9 @@ if PG_RESILIENCE_ENABLED and env.str("REPLICA_DATABASE_URL", default=""):
         resilience={"read_write": False, "deadline": 0.3, "max_attempts": 1},
     )
     DATABASE_ROUTERS = ["django_pg_resilience.routers.ReplicaRouter"]
+    # Before SessionMiddleware: a session saved by a request is one of its writes.
     MIDDLEWARE.insert(
-        MIDDLEWARE.index("django.contrib.sessions.middleware.SessionMiddleware") + 1,
+        MIDDLEWARE.index("django.contrib.sessions.middleware.SessionMiddleware"),
         "django_pg_resilience.routers.ReplicaRouterMiddleware",
     )
     PG_RESILIENCE["MAX_REPLICA_LAG"] = env.float("MAX_REPLICA_LAG", default=1.0)

@@ -1,13 +1,19 @@
 """``ReplicaRouterMiddleware``: read-your-writes across requests, and no errors from a dead replica.
 
-Put it after ``SessionMiddleware`` (and after ``DatabaseUnavailableMiddleware``)::
+Where it goes in ``MIDDLEWARE`` depends on where the position is kept. With
+the cookie (the default), put it right after ``DatabaseUnavailableMiddleware``,
+before ``SessionMiddleware``: a session saved at the end of the request is then
+a write the position covers::
 
     MIDDLEWARE = [
         "django_pg_resilience.middleware.DatabaseUnavailableMiddleware",
-        "django.contrib.sessions.middleware.SessionMiddleware",
         "django_pg_resilience.routers.ReplicaRouterMiddleware",
+        "django.contrib.sessions.middleware.SessionMiddleware",
         ...
     ]
+
+With ``READ_YOUR_WRITES = "session"``, put it after ``SessionMiddleware``
+(it keeps the position in the session, which it then reads from the primary).
 
 * A request that wrote leaves the primary's WAL position with the client
   (a signed cookie or a session key, READ_YOUR_WRITES); the client's next

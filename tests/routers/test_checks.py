@@ -26,7 +26,7 @@ def _entry(**resilience: Any) -> dict[str, Any]:
 @pytest.fixture
 def router_settings(settings: SettingsWrapper) -> SettingsWrapper:
     settings.DATABASE_ROUTERS = [ROUTER]
-    settings.MIDDLEWARE = [*settings.MIDDLEWARE, MIDDLEWARE]
+    settings.MIDDLEWARE = [MIDDLEWARE, *settings.MIDDLEWARE]
     settings.DATABASES = {
         "default": _entry(),
         "replica": _entry(read_write=False, deadline=0.3, max_attempts=1),
@@ -79,3 +79,22 @@ def test_a_replica_that_waits_long_is_a_warning(router_settings: SettingsWrapper
 def test_the_router_without_its_middleware_is_a_warning(router_settings: SettingsWrapper) -> None:
     router_settings.MIDDLEWARE = [m for m in router_settings.MIDDLEWARE if m != MIDDLEWARE]
     assert _ids(router_settings) == ["pg_resilience.W503"]
+
+
+def test_the_middleware_on_the_wrong_side_of_sessions_is_a_warning(
+    router_settings: SettingsWrapper,
+) -> None:
+    sessions = "django.contrib.sessions.middleware.SessionMiddleware"
+    others = [m for m in router_settings.MIDDLEWARE if m != MIDDLEWARE]
+    after_sessions = [*others[: others.index(sessions) + 1], MIDDLEWARE]
+    router_settings.MIDDLEWARE = after_sessions
+    messages = check_replica_router()
+    assert [m.id for m in messages] == ["pg_resilience.W504"]
+    assert "before" in messages[0].msg
+
+    router_settings.PG_RESILIENCE = {"READ_YOUR_WRITES": "session"}
+    assert _ids(router_settings) == []
+    router_settings.MIDDLEWARE = [MIDDLEWARE, *others]
+    messages = check_replica_router()
+    assert [m.id for m in messages] == ["pg_resilience.W504"]
+    assert "after" in messages[0].msg

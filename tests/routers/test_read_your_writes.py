@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,11 +27,28 @@ def cluster(
         yield lag_cluster[0]
 
 
+SESSIONS = "django.contrib.sessions.middleware.SessionMiddleware"
+
+
 @pytest.fixture
 def site(settings: SettingsWrapper) -> SettingsWrapper:
+    """The test views, the middleware before SessionMiddleware (the cookie's place)."""
     settings.ROOT_URLCONF = "tests.routers.urls"
-    settings.MIDDLEWARE = [*settings.MIDDLEWARE, MIDDLEWARE]
+    settings.MIDDLEWARE = [MIDDLEWARE, *settings.MIDDLEWARE]
+    settings.SESSION_ENGINE = "django.contrib.sessions.backends.db"
     return settings
+
+
+@contextlib.contextmanager
+def session_table(cluster: LocalCluster) -> Iterator[None]:
+    with connections[PRIMARY].schema_editor() as editor:
+        editor.create_model(Session)
+    try:
+        yield
+    finally:
+        cluster.wait_for_replay(cluster.standbys[0])
+        with connections[PRIMARY].schema_editor() as editor:
+            editor.delete_model(Session)
 
 
 def _replica_has(cluster: LocalCluster, name: str) -> bool:
@@ -100,25 +118,38 @@ def test_a_forged_or_tampered_position_is_ignored(
 def test_the_position_can_live_in_the_session(
     cluster: LocalCluster, link: EndpointProxy, site: SettingsWrapper
 ) -> None:
-    with routed_aliases(cluster, site, MAX_REPLICA_LAG=30.0, READ_YOUR_WRITES="session"):
-        with connections[PRIMARY].schema_editor() as editor:
-            editor.create_model(Session)
-        try:
-            site.SESSION_ENGINE = "django.contrib.sessions.backends.db"
-            measure()
-            link.delay(LINK_DELAY_MS)
-            customer = Client()
-            # The session row is written on the primary with the position in it.
-            assert customer.post("/items/", {"name": "order-s"}).status_code == 201
-            assert "pg_resilience_wal" not in customer.cookies
-            mine = customer.get("/items/order-s/")
-            assert mine.status_code == 200
-            assert mine["X-Read-From"] == PRIMARY
-        finally:
-            link.restore()
-            cluster.wait_for_replay(cluster.standbys[0])
-            with connections[PRIMARY].schema_editor() as editor:
-                editor.delete_model(Session)
+    site.MIDDLEWARE = [m for m in site.MIDDLEWARE if m != MIDDLEWARE]
+    site.MIDDLEWARE.insert(site.MIDDLEWARE.index(SESSIONS) + 1, MIDDLEWARE)
+    with (
+        routed_aliases(cluster, site, MAX_REPLICA_LAG=30.0, READ_YOUR_WRITES="session"),
+        session_table(cluster),
+    ):
+        measure()
+        link.delay(LINK_DELAY_MS)
+        customer = Client()
+        # The session row is written on the primary with the position in it.
+        assert customer.post("/items/", {"name": "order-s"}).status_code == 201
+        assert "pg_resilience_wal" not in customer.cookies
+        mine = customer.get("/items/order-s/")
+        assert mine.status_code == 200
+        assert mine["X-Read-From"] == PRIMARY
+        link.restore()
+
+
+def test_a_session_saved_by_a_request_is_read_back_by_the_next(
+    cluster: LocalCluster, link: EndpointProxy, site: SettingsWrapper
+) -> None:
+    with routed_aliases(cluster, site, MAX_REPLICA_LAG=30.0), session_table(cluster):
+        measure()
+        link.delay(LINK_DELAY_MS)
+        visitor = Client()
+        # The only write of the request is the session, saved after the view.
+        assert visitor.post("/notes/", {"note": "remember me"}).status_code == 200
+        recalled = visitor.get("/notes/recall/")
+        assert recalled.status_code == 200, "the session just saved must be read back"
+        assert recalled.content == b"remember me"
+        assert not cluster.standbys[0].query("SELECT 1 FROM django_session")
+        link.restore()
 
 
 def test_every_routed_read_is_signalled(cluster: LocalCluster, site: SettingsWrapper) -> None:

@@ -24,7 +24,19 @@ def show_item(request: HttpRequest, name: str) -> HttpResponse:
     return response
 
 
+def remember(request: HttpRequest) -> HttpResponse:
+    request.session["note"] = request.POST["note"]
+    return HttpResponse("saved")
+
+
+def recall(request: HttpRequest) -> HttpResponse:
+    note = request.session.get("note")
+    return HttpResponse(note or "", status=200 if note else 404)
+
+
 urlpatterns = [
+    path("notes/", remember),
+    path("notes/recall/", recall),
     path("items/", create_item),
     path("items/<str:name>/", show_item),
 ]
