@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from django.db import transaction
 from pytest_django.fixtures import Settings as SettingsWrapper
 
 from django_pg_resilience import stats
@@ -100,8 +101,6 @@ def test_a_replica_within_max_replica_lag_serves_reads(
 def test_writes_and_transactions_go_to_the_primary(
     cluster: LocalCluster, settings: SettingsWrapper
 ) -> None:
-    from django.db import transaction
-
     with routed_aliases(cluster, settings):
         measure()
         router = ReplicaRouter()
