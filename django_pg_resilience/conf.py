@@ -181,6 +181,28 @@ class AppSettings:
     #: The path Prometheus scrapes; under PROMETHEUS_MULTIPROC_DIR a request to it
     #: refreshes the cluster gauges first.
     HEALTH_METRICS_PATH: str = "/metrics"
+    # --- replica router ---
+    #: The read/write alias the router sends writes, transactions and fallback reads to.
+    REPLICA_PRIMARY: str = "default"
+    #: Replica aliases the router reads from; empty: every alias whose
+    #: OPTIONS["resilience"] says ``read_write: False``.
+    REPLICA_ALIASES: tuple[str, ...] = ()
+    #: A replica more than this many seconds behind the primary gets no reads.
+    MAX_REPLICA_LAG: float = 1.0
+    #: Seconds a replica's measured lag and position are reused before they are
+    #: measured again (in the background: a request never waits for it).
+    REPLICA_CHECK_INTERVAL: float = 0.5
+    #: Statement timeout of the lag probe, in seconds (its connect timeout is
+    #: libpq's smallest, 2 s, or this when larger).
+    REPLICA_CHECK_TIMEOUT: float = 0.5
+    #: Where a client's last write position is kept between requests:
+    #: "cookie" (signed), "session", or "request" (within one request only).
+    READ_YOUR_WRITES: str = "cookie"
+    #: Name of the signed cookie (READ_YOUR_WRITES = "cookie") or session key.
+    READ_YOUR_WRITES_KEY: str = "pg_resilience_wal"
+    #: Seconds a client's write position is kept; past it, MAX_REPLICA_LAG alone
+    #: bounds what the client reads.
+    READ_YOUR_WRITES_MAX_AGE: float = 300.0
 
 
 _BACKEND_FIELDS = {f.name: f for f in dataclasses.fields(BackendSettings)}

@@ -79,6 +79,18 @@ METRICS: dict[str, tuple[str, str, str]] = {
         "Connections the health checks opened to a database node.",
         "node",
     ),
+    "replica_reads": ("counter", "Reads the router sent to a replica.", "alias"),
+    "primary_fallback_reads": (
+        "counter",
+        "Reads sent to the primary instead, by reason.",
+        "reason",
+    ),
+    "replica_read_retries": (
+        "counter",
+        "Requests re-run on the primary after a replica failed.",
+        "alias",
+    ),
+    "replica_lag_seconds": ("gauge", "Replay lag of a replica, as last measured.", "alias"),
 }
 
 #: How a gauge combines across processes under PROMETHEUS_MULTIPROC_DIR (gunicorn

@@ -90,6 +90,23 @@ PG_RESILIENCE: dict[str, object] = {
     "NODES": env.dict("PG_RESILIENCE_NODES", default={}),
 }
 
+# A read-only endpoint (a managed database's standby): reads go there through
+# the replica router unless it lags, is down, or lacks the client's own writes.
+if PG_RESILIENCE_ENABLED and env.str("REPLICA_DATABASE_URL", default=""):
+    DATABASES["replica"] = env.db_url("REPLICA_DATABASE_URL", engine="django_pg_resilience.backend")
+    DATABASES["replica"].setdefault("OPTIONS", {}).update(
+        connect_timeout=2,
+        # Give up on a dead replica at once: the router falls back to the primary.
+        resilience={"read_write": False, "deadline": 0.3, "max_attempts": 1},
+    )
+    DATABASE_ROUTERS = ["django_pg_resilience.routers.ReplicaRouter"]
+    # Before SessionMiddleware: a session saved by a request is one of its writes.
+    MIDDLEWARE.insert(
+        MIDDLEWARE.index("django.contrib.sessions.middleware.SessionMiddleware"),
+        "django_pg_resilience.routers.ReplicaRouterMiddleware",
+    )
+    PG_RESILIENCE["MAX_REPLICA_LAG"] = env.float("MAX_REPLICA_LAG", default=1.0)
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
 TIME_ZONE = "UTC"

@@ -100,7 +100,11 @@ class LivenessMonitor:
             asked_at = self._waiting.setdefault(pid, now)
             result = self._result
             if result is not None and result.started >= asked_at:
-                return self._judge(result, pid)
+                reason = self._judge(result, pid)
+                if reason is not None:
+                    return reason
+            # Alive at the last check is no promise for the next interval: a
+            # statement that runs for minutes is checked again every interval.
             due = result is None or now - result.started >= watch.liveness_interval
             if self._checking or not due:
                 return None

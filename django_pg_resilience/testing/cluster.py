@@ -553,6 +553,28 @@ class LocalCluster:
                 raise TimeoutError(f"{standby} did not replay up to {target} in {timeout} s")
             time.sleep(0.01)
 
+    def replicate_through(self, standby: Node, link: Any, timeout: float = 30.0) -> None:
+        """Make ``standby`` stream from the primary through ``link`` (anything with host/port).
+
+        With an :class:`EndpointProxy` as the link, ``link.delay(ms)`` makes the
+        standby lag by about that much, as a slow network between the nodes would.
+        """
+        conninfo = (
+            f"host={link.host} port={link.port} user=postgres application_name={standby.name}"
+        )
+        standby.query(
+            sql.SQL("ALTER SYSTEM SET primary_conninfo = {}").format(sql.Literal(conninfo))
+        )
+        standby.query("SELECT pg_reload_conf()")
+        deadline = time.monotonic() + timeout
+        while not standby.query(
+            "SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming' AND sender_port = %s",
+            [link.port],
+        ):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{standby} does not stream through {link.host}:{link.port}")
+            time.sleep(0.02)
+
     def _wait_streaming(self, standby: Node, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while True:

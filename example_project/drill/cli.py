@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from example_project.drill import report
+from example_project.drill import replica, report
 from example_project.drill.scenarios import SCENARIOS
 from example_project.drill.stack import ROOT, WEBHOOK_SECRET, Stack
 from example_project.drill.traffic import PROGRESS_KEYS, TrafficConfig, run_process
@@ -35,10 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--scenario",
-        choices=sorted(SCENARIOS),
+        choices=sorted([*SCENARIOS, "replica"]),
         default="crash",
         help="what fails: the primary crashes, is switched over, stops answering, or comes "
-        "back as a standby behind a stale endpoint (crash)",
+        "back as a standby behind a stale endpoint (crash); replica: a lagging read replica "
+        "serves customers who order and view their order at once, then it is killed",
     )
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of traffic (20)")
     parser.add_argument(
@@ -85,6 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="gunicorn's output (out/drill-server.log)",
     )
     parser.add_argument("--plot", type=Path, default=None, help="PNG of the timeline (matplotlib)")
+    parser.add_argument(
+        "--replica-delay",
+        type=float,
+        default=300.0,
+        help="--scenario replica: milliseconds of delay on the replication link (300)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     return parser
 
@@ -191,6 +198,8 @@ def drive_traffic(
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.scenario == "replica":
+        return replica.run(args, say)
     fault_at = args.fault_at if args.fault_at is not None else max(2.0, args.duration * 0.3)
     options = {
         "scenario": args.scenario,
@@ -258,6 +267,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--duration must be more than 2 seconds")
     if args.durable_ack and args.engine == "stock":
         parser.error("--durable-ack is a feature of django-pg-resilience, not of --engine stock")
+    if args.scenario == "replica" and args.engine == "stock":
+        parser.error("--scenario replica exercises django-pg-resilience's router, not stock")
     if args.concurrency < 2:
         parser.error("--concurrency must be at least 2 (readers and senders)")
     return args

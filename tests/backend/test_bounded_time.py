@@ -104,9 +104,32 @@ def test_a_long_statement_on_a_healthy_server_is_left_alone(cluster: LocalCluste
         elapsed = time.monotonic() - started
     checks = stats.snapshot()["liveness_checks"]["ours"]
     assert elapsed >= 3.5
-    # One check per liveness_interval (1 s) at most, none in the first second.
-    assert 1 <= checks <= 3
+    # One check per liveness_interval (1 s): none in the first second, then one a second.
+    assert 2 <= checks <= 3
     assert "silent_peer_aborts" not in stats.snapshot()
+
+
+def test_a_long_statement_found_alive_is_still_abandoned_when_its_server_goes_silent_later(
+    cluster: LocalCluster,
+) -> None:
+    with item_alias("ours", cluster.endpoint, OPTIONS={"resilience": RESILIENCE}):
+        thread, outcome = _run_in_thread(
+            lambda: connections["ours"].cursor().execute("SELECT pg_sleep(30) /* late-1 */"),
+            "ours",
+        )
+        _wait_until_running(cluster.primary, "late-1")
+        deadline = time.monotonic() + 10
+        while stats.snapshot().get("liveness_checks", {}).get("ours", 0) < 1:
+            assert time.monotonic() < deadline, "no liveness check in 10 s"
+            time.sleep(0.05)
+        cluster.endpoint.blackhole()
+        faulted = time.monotonic()
+        thread.join(timeout=60)
+        ended = time.monotonic() - faulted
+    assert not thread.is_alive()
+    assert is_availability_error(outcome["error"]), outcome
+    # The next check (within liveness_interval) finds the endpoint silent.
+    assert ended < 1.0 + 2.0 + DEADLINE + 1.0, ended
 
 
 def test_pool_exhaustion_is_load_not_an_outage(cluster: LocalCluster) -> None:

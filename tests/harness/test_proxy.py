@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 
@@ -152,3 +153,33 @@ def test_cluster_endpoint_follows_a_failover_when_told(pg_fresh_cluster: LocalCl
     with connect(endpoint) as conn:
         conn.execute("INSERT INTO t VALUES (1)")
         assert server_port(conn) == cluster.primary.port
+
+
+def test_lifting_the_delay_keeps_a_stream_in_order() -> None:
+    """Data sent after restore() must not overtake data the delay still holds."""
+    received = bytearray()
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+
+        def sink() -> None:
+            conn, _ = server.accept()
+            with conn:
+                while chunk := conn.recv(65536):
+                    received.extend(chunk)
+
+        reader = threading.Thread(target=sink, daemon=True)
+        reader.start()
+        with (
+            EndpointProxy(("127.0.0.1", port)) as endpoint,
+            socket.create_connection((endpoint.host, endpoint.port)) as client,
+        ):
+            endpoint.delay(300)
+            client.sendall(b"first ")
+            time.sleep(0.05)  # let the proxy take the first chunk under the delay
+            endpoint.restore()
+            client.sendall(b"second")
+            deadline = time.monotonic() + 10
+            while len(received) < len(b"first second") and time.monotonic() < deadline:
+                time.sleep(0.01)
+        reader.join(10)
+    assert bytes(received) == b"first second"
