@@ -26,8 +26,9 @@ VENV_PYTHON = VENV / "bin" / "python"
 #: Debian packages for the demo: PostgreSQL's server binaries.
 SERVER_PACKAGES = ("postgresql", "postgresql-contrib")
 #: And for the test suite: PgBouncer for the pooled-failover tests, Chromium for the 503 page's
-#: browser test (each skipped with a reason where it cannot be installed).
-TEST_PACKAGES = (*SERVER_PACKAGES, "pgbouncer", "chromium")
+#: browser test, Redis as the Celery tests' broker (each skipped with a reason where it cannot
+#: be installed).
+TEST_PACKAGES = (*SERVER_PACKAGES, "pgbouncer", "chromium", "redis-server")
 
 
 def _say(message: str) -> None:
