@@ -13,9 +13,8 @@ from __future__ import annotations
 import datetime
 import functools
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from django.db import DEFAULT_DB_ALIAS, router, transaction
 from django.utils import timezone
@@ -27,13 +26,17 @@ from django_pg_resilience.models import WebhookEvent
 from django_pg_resilience.webhooks import processing
 from django_pg_resilience.webhooks.processing import Delivery
 
-__all__ = ["Processed", "hand_over", "process_event", "seconds_until_due"]
+__all__ = ["Dispatcher", "Processed", "hand_over", "process_event", "seconds_until_due"]
 
 logger = logging.getLogger("django_pg_resilience.webhooks")
 
 Status = WebhookEvent.Status
 
-Dispatcher = Callable[[int], Any]
+
+class Dispatcher(Protocol):
+    """Hands an event's pk to a queue: ``process_webhook_event.delay``, ``queue.enqueue``..."""
+
+    def __call__(self, pk: int, /) -> Any: ...
 
 
 @dataclass(frozen=True)

@@ -94,7 +94,7 @@ class IdempotentWebhookView(View):
     process_async: ClassVar[bool] = False
     #: With process_async: called with each queued event's pk once its row commits, to hand
     #: it to a task queue (e.g. ``process_webhook_event.delay``), or its dotted path.
-    dispatch_to: ClassVar[Callable[[int], Any] | str | None] = None
+    dispatch_to: ClassVar[dispatch.Dispatcher | str | None] = None
     #: Answer 2xx only once a standby has flushed the commit (503 otherwise).
     durable_ack: ClassVar[bool] = False
     #: Seconds the durable ack waits; None: PG_RESILIENCE["WEBHOOK_DURABLE_ACK_TIMEOUT"].
