@@ -11,6 +11,7 @@ from django.core.management import call_command
 
 from django_pg_resilience.testing import LocalCluster
 from django_pg_resilience.testing.django import database_alias
+from django_pg_resilience.testing.jobs import CeleryWorker, RedisServer, redis_binary
 from tests.celery import servers
 from tests.celery.app import app, configure
 from tests.celery.jobs import JOBS_ALIAS, ready
@@ -18,16 +19,16 @@ from tests.celery.worker_settings import JOBS_OPTIONS
 
 
 @pytest.fixture(scope="session")
-def redis_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def redis_broker() -> Iterator[str]:
     """A Redis of the session's own; the Celery tests skip where redis-server is missing."""
-    if not servers.have_redis():
+    if redis_binary() is None:
         pytest.skip(
             "redis-server is not installed (apt-get install redis-server; "
             "python3 tests/run.py installs it when run as root)"
         )
-    with servers.redis_server(tmp_path_factory.mktemp("redis")) as url:
-        configure(url)
-        yield url
+    with RedisServer() as redis:
+        configure(redis.url)
+        yield redis.url
 
 
 @pytest.fixture
@@ -44,7 +45,7 @@ def jobs_cluster(
         yield pg_fresh_cluster
 
 
-StartWorker = Callable[[], AbstractContextManager[servers.Worker]]
+StartWorker = Callable[[], AbstractContextManager[CeleryWorker]]
 
 
 @pytest.fixture
@@ -54,13 +55,13 @@ def start_worker(
     """Starts a worker on the jobs cluster's endpoint and waits until it runs a task."""
     app.control.purge()
 
-    def start() -> AbstractContextManager[servers.Worker]:
-        return servers.celery_worker(redis_broker, jobs_cluster.endpoint, tmp_path)
+    def start() -> AbstractContextManager[CeleryWorker]:
+        return servers.jobs_worker(redis_broker, jobs_cluster.endpoint, tmp_path)
 
     yield start
 
 
-def wait_ready(worker: servers.Worker, timeout: float = 60.0) -> None:
+def wait_ready(worker: CeleryWorker, timeout: float = 60.0) -> None:
     try:
         assert ready.delay().get(timeout=timeout) == 1
     except Exception as exc:

@@ -19,9 +19,9 @@ from celery.result import AsyncResult
 
 from django_pg_resilience.contrib.celery.models import JobRecord
 from django_pg_resilience.testing import LocalCluster, Node
+from django_pg_resilience.testing.jobs import CeleryWorker
 from tests.celery.conftest import StartWorker, wait_ready
 from tests.celery.jobs import place_order
-from tests.celery.servers import Worker
 from tests.testapp.models import ChaosOrder
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
@@ -44,7 +44,7 @@ def wait_rows(node: Node, at_least: int, timeout: float) -> None:
         time.sleep(0.05)
 
 
-def wait_logged(worker: Worker, text: str, timeout: float) -> None:
+def wait_logged(worker: CeleryWorker, text: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while text not in worker.tail(100_000):
         assert time.monotonic() < deadline, f"{text!r} not logged in {timeout} s\n{worker.tail()}"
