@@ -28,7 +28,6 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connections, router
 from django.utils import timezone
 
-from django_pg_resilience import errors
 from django_pg_resilience.retry import atomic_with_retry
 
 __all__ = ["JobResult", "job_key", "run_once"]
@@ -127,10 +126,7 @@ def run_once(
     from django_pg_resilience.contrib.celery.models import JobRecord
 
     alias = using or router.db_for_write(JobRecord) or "default"
-    retry_options: dict[str, Any] = {"using": alias}
-    if hasattr(errors, "CommitUnknownError"):
-        # The key record makes the unit idempotent: a COMMIT whose fate is
-        # unknown may be re-run, it finds the key if the commit landed.
-        retry_options["idempotent"] = True
-    unit = atomic_with_retry(**retry_options)(_unit)
+    # The key record makes the unit idempotent: after a COMMIT whose fate is
+    # unknown the unit may run again; it finds the key if the commit landed.
+    unit = atomic_with_retry(_unit, using=alias, idempotent=True)
     return unit(job_key(key), name, func, alias, args, kwargs)
