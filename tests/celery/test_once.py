@@ -110,7 +110,7 @@ def test_long_keys_are_hashed_to_fit_and_stay_distinct() -> None:
 
 def test_prune_job_records_deletes_only_old_keys() -> None:
     old = timezone.now() - datetime.timedelta(days=40)
-    JobRecord.objects.create(key="old", task="t", completed_at=old)
-    JobRecord.objects.create(key="new", task="t", completed_at=timezone.now())
+    JobRecord.objects.create(key="old", task="t", recorded_at=old)
+    JobRecord.objects.create(key="new", task="t", recorded_at=timezone.now())
     call_command("prune_job_records", "--older-than", "30d", "--batch-size", "1", verbosity=0)
     assert list(JobRecord.objects.values_list("key", flat=True)) == ["new"]

@@ -44,3 +44,20 @@ def test_without_retry_after_the_countdown_starts_at_the_retry_after_setting(
 ) -> None:
     settings.PG_RESILIENCE = {"RETRY_AFTER": 7}  # type: ignore[attr-defined]
     assert 7.0 <= retry_countdown(FailoverError("lost")) <= 10.5
+
+
+def test_the_decorator_says_what_is_wrong_with_its_options() -> None:
+    from django_pg_resilience.contrib.celery import idempotent_task
+
+    with pytest.raises(TypeError, match="a function of the task's arguments"):
+        idempotent_task(key="fulfil-order")
+    with pytest.raises(TypeError, match="binds the task itself"):
+        idempotent_task(key=lambda order_id: order_id, bind=True)
+
+
+def test_the_decorator_defaults_to_acks_late_and_requeue_on_a_lost_worker() -> None:
+    from tests.celery.jobs import place_order
+
+    assert place_order.acks_late and place_order.reject_on_worker_lost
+    assert place_order.max_retries == 20
+    assert place_order.name == "tests.celery.jobs.place_order"

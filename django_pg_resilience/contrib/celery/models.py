@@ -15,7 +15,8 @@ class JobRecord(models.Model):
     key = models.CharField(max_length=255, primary_key=True)
     task = models.CharField(max_length=255, blank=True, default="")
     outcome = models.JSONField(null=True, blank=True)
-    completed_at = models.DateTimeField(db_index=True)
+    #: When the unit that committed began: what retention counts from.
+    recorded_at = models.DateTimeField(db_index=True)
 
     class Meta:
         verbose_name = "job record"

@@ -72,7 +72,7 @@ def _statements(quote: Callable[[str], str]) -> tuple[str, str, str]:
 
     table = quote(JobRecord._meta.db_table)
     insert = (
-        f"INSERT INTO {table} ({quote('key')}, {quote('task')}, {quote('completed_at')}) "  # noqa: S608
+        f"INSERT INTO {table} ({quote('key')}, {quote('task')}, {quote('recorded_at')}) "  # noqa: S608
         f"VALUES (%s, %s, %s) ON CONFLICT ({quote('key')}) DO NOTHING RETURNING 1"
     )
     stored = f"SELECT {quote('outcome')} FROM {table} WHERE {quote('key')} = %s"  # noqa: S608

@@ -100,6 +100,11 @@ def idempotent_task(
             "idempotent_task(key=...) takes a function of the task's arguments, e.g. "
             "key=lambda order_id: ('fulfil-order', order_id)"
         )
+    if "bind" in options:
+        raise TypeError(
+            "idempotent_task() binds the task itself; the body gets the task's arguments "
+            "only (celery.current_task is the task, if the body needs it)"
+        )
     options.setdefault("acks_late", True)
     options.setdefault("reject_on_worker_lost", True)
     options.setdefault("max_retries", DEFAULT_MAX_RETRIES)

@@ -34,7 +34,7 @@ class Command(BaseCommand):
         if options["batch_size"] < 1:
             raise CommandError("--batch-size must be at least 1")
         using = options["database"] or router.db_for_write(JobRecord) or DEFAULT_DB_ALIAS
-        queryset = JobRecord.objects.using(using).filter(completed_at__lt=timezone.now() - age)
+        queryset = JobRecord.objects.using(using).filter(recorded_at__lt=timezone.now() - age)
         if options["task"]:
             queryset = queryset.filter(task=options["task"])
         if options["dry_run"]:
