@@ -180,7 +180,8 @@ def check_webhook_views(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
 
 # --- health checks ---
 # E401: a PG_RESILIENCE["NODES"] entry (or an alias's HOST/PORT pair) cannot be probed.
-# E402: PG_RESILIENCE["DIGITALOCEAN_API_URL"] is not an http(s) URL.
+# E402: PG_RESILIENCE["DIGITALOCEAN_API_URL"] is not https (or http to a loopback address).
+# E403: PG_RESILIENCE["READINESS_ENFORCE"] names a check that does not exist.
 # W401: a HEALTH_* warning threshold is not below its critical one, or a ratio is above 1.
 # W402: HEALTH_TOKEN is too short to keep readyz's details private.
 
@@ -190,6 +191,8 @@ def check_health(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     from django.core.checks import Warning as CheckWarning
     from django.core.exceptions import ImproperlyConfigured
 
+    from django_pg_resilience.health.digitalocean import DigitalOceanError, check_api_url
+    from django_pg_resilience.health.readiness import ENFORCEABLE_CHECKS, unknown_enforced_names
     from django_pg_resilience.health.targets import discover_targets
 
     try:
@@ -208,12 +211,24 @@ def check_health(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
                 id="pg_resilience.E401",
             )
         )
-    if not app.DIGITALOCEAN_API_URL.startswith(("https://", "http://")):
+    try:
+        check_api_url(app.DIGITALOCEAN_API_URL)
+    except DigitalOceanError as exc:
         messages.append(
             Error(
-                f"PG_RESILIENCE['DIGITALOCEAN_API_URL'] is {app.DIGITALOCEAN_API_URL!r}.",
-                hint="Use https://api.digitalocean.com (the default) or another http(s) URL.",
+                str(exc),
+                hint="Use https://api.digitalocean.com (the default): the token must not "
+                "travel in clear text.",
                 id="pg_resilience.E402",
+            )
+        )
+    unknown = unknown_enforced_names(app.READINESS_ENFORCE)
+    if unknown:
+        messages.append(
+            Error(
+                f"PG_RESILIENCE['READINESS_ENFORCE'] names unknown checks: {', '.join(unknown)}.",
+                hint=f"Known: {', '.join(sorted(ENFORCEABLE_CHECKS))}.",
+                id="pg_resilience.E403",
             )
         )
     pairs = (
@@ -249,3 +264,15 @@ def check_health(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
             )
         )
     return messages
+
+
+# --- metrics ---
+# Not a check: this module is imported when the app starts (AppConfig.ready), and
+# the cluster gauges and counters must be on /metrics before the first scrape.
+def _install_metrics() -> None:
+    from django_pg_resilience.health import metrics
+
+    metrics.install()
+
+
+_install_metrics()

@@ -147,6 +147,20 @@ class AppSettings:
     DIGITALOCEAN_CLUSTER: str | None = None
     DIGITALOCEAN_API_URL: str = "https://api.digitalocean.com"
 
+    # --- health endpoints and metrics ---
+    #: Seconds the cluster report is reused by /readyz, /healthz/cluster and /metrics:
+    #: at most one probe round per period per process, whatever the traffic.
+    HEALTH_CACHE_SECONDS: float = 5.0
+    #: Cluster checks whose CRITICAL or UNKNOWN makes /readyz answer 503 (e.g.
+    #: ``("reachable",)``; ``"cluster"`` for the overall status). Empty (default):
+    #: the database's state is reported by /readyz, never enforced.
+    READINESS_ENFORCE: tuple[str, ...] = ()
+    #: A file whose existence makes /readyz answer 503 (draining, e.g. from a preStop hook).
+    READINESS_DRAIN_FILE: str | None = None
+    #: The path Prometheus scrapes; under PROMETHEUS_MULTIPROC_DIR a request to it
+    #: refreshes the cluster gauges first.
+    HEALTH_METRICS_PATH: str = "/metrics"
+
 
 _BACKEND_FIELDS = {f.name: f for f in dataclasses.fields(BackendSettings)}
 _APP_FIELDS = {f.name: f for f in dataclasses.fields(AppSettings)}

@@ -111,7 +111,8 @@ class ResilientCursorWrapper(CursorWrapper):
                 f"The connection to database {alias!r} was lost while a write was in "
                 "flight; it may or may not have been applied, so it was not re-run.",
             ) from exc
-        with operation.recovery(db.retry_policy()) as budget:
+        suspected_at = getattr(exc.__cause__, "suspected_at", None)
+        with operation.recovery(db.retry_policy(), started=suspected_at) as budget:
             return self._replay(budget, sql, params, many)
 
     def _replay(self, budget: Any, sql: Any, params: Any, many: bool) -> Any:

@@ -136,7 +136,7 @@ class LivenessMonitor:
         stats.increment("liveness_checks", self.alias)
         try:
             check = watch.connect(watch.liveness_interval)
-        except psycopg.Error as exc:
+        except Exception as exc:
             if not is_failover(exc):
                 return _CheckResult(started)  # inconclusive (too many clients, say): keep waiting
             breaker_for(self.alias).record_failure(DIRECT, exc, None, BreakerSettings(), started)
@@ -145,13 +145,12 @@ class LivenessMonitor:
             with check:
                 current = identity.read_identity(check)
                 if identity.observe(self.alias, current) is not None:
-                    return _CheckResult(
-                        started, "the server behind the endpoint changed (failover)"
-                    )
+                    return _CheckResult(started, _REPLACED)
                 row = check.execute(_CHECK_SQL, (pids,)).fetchone()
+                own_pid = check.info.backend_pid
         except psycopg.Error:
             return _CheckResult(started)
-        if row is None or row[0] != check.info.backend_pid:
+        if row is None or row[0] != own_pid:
             return _CheckResult(started)  # a pooler's PIDs: the server's are not ours to compare
         return _CheckResult(started, states={int(pid): state for pid, state in row[1].items()})
 
