@@ -27,9 +27,16 @@ VENV_PYTHON = VENV / "bin" / "python"
 SERVER_PACKAGES = ("postgresql", "postgresql-contrib")
 #: And for the test suite: PgBouncer for the pooled-failover tests, Chromium for the 503 page's
 #: browser test, iproute2 (``ip``) for the silent peer in a network namespace, Prometheus for
-#: promtool (checks and unit-tests the shipped alerting rules); each skipped with a reason where
-#: it cannot be installed.
-TEST_PACKAGES = (*SERVER_PACKAGES, "pgbouncer", "chromium", "iproute2", "prometheus")
+#: promtool (checks and unit-tests the shipped alerting rules), Redis as the Celery tests' broker;
+#: each skipped with a reason where it cannot be installed.
+TEST_PACKAGES = (
+    *SERVER_PACKAGES,
+    "pgbouncer",
+    "chromium",
+    "iproute2",
+    "prometheus",
+    "redis-server",
+)
 #: Packages whose command is not named after them.
 _COMMANDS = {"iproute2": "ip", "prometheus": "promtool"}
 

@@ -4,7 +4,7 @@
 Runs, each in a fresh process (they configure Django each their own way):
 
 * ``bench_backend.py``, ``bench_middleware.py``, ``bench_webhooks.py``,
-  ``bench_health.py``: each module's ``main(argv) -> dict``; a missing one is
+  ``bench_health.py``, ``bench_celery.py``: each module's ``main(argv) -> dict``; a missing one is
   skipped with a message;
 * the failover drill twice, on django-pg-resilience and with ``--engine stock``.
 
@@ -29,7 +29,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-BENCHMARKS = ("backend", "middleware", "webhooks", "health")
+BENCHMARKS = ("backend", "middleware", "webhooks", "health", "celery")
 #: The figures the README's table shows, per benchmark: (label, flattened key).
 HEADLINES: dict[str, tuple[tuple[str, str], ...]] = {
     "backend": (
@@ -79,6 +79,13 @@ HEADLINES: dict[str, tuple[tuple[str, str], ...]] = {
         ("manage.py health wall time, healthy (s)", "healthy.wall_median_s"),
         ("manage.py health wall time, blackholed node (s)", "blackholed.wall_median_s"),
         ("python -m django start-up alone (s)", "startup.wall_median_s"),
+    ),
+    "celery": (
+        ("idempotent task adds over a plain task, p50 (ms)", "overhead_vs_plain_p50_ms"),
+        (
+            "task p50: plain / idempotent / replay (ms)",
+            "plain.p50_ms|idempotent.p50_ms|replay.p50_ms",
+        ),
     ),
 }
 #: Otherwise (a benchmark's keys changed): keys with these substrings.

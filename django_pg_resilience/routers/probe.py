@@ -22,7 +22,7 @@ from django_pg_resilience import conf
 from django_pg_resilience.backend.connection import ResilientConnection
 from django_pg_resilience.backoff import RetryPolicy
 from django_pg_resilience.breaker import breaker_for
-from django_pg_resilience.errors import ErrorKind, classify
+from django_pg_resilience.errors import is_failover
 from django_pg_resilience.routers.positions import parse_lsn
 from django_pg_resilience.routers.status import ReplicaStatus, replay_lag
 
