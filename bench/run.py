@@ -4,8 +4,8 @@
 Runs, each in a fresh process (they configure Django each their own way):
 
 * ``bench_backend.py``, ``bench_middleware.py``, ``bench_webhooks.py``,
-  ``bench_health.py``, ``bench_bounded_time.py``: each module's ``main(argv) -> dict``; a missing one is
-  skipped with a message;
+  ``bench_health.py``, ``bench_bounded_time.py``: each module's
+  ``main(argv) -> dict``; a missing one is skipped with a message;
 * the failover drill twice, on django-pg-resilience and with ``--engine stock``.
 
 Prints a summary table and writes ``bench/results/summary.json`` (each
