@@ -101,6 +101,10 @@ HEADLINES: dict[str, tuple[tuple[str, str], ...]] = {
             "pool_burst.pool_timeouts|pool_burst.database_unavailable|pool_burst.other_errors",
         ),
         ("pool burst: breaker stayed closed", "pool_burst.breaker_stayed_closed"),
+        (
+            "statement found alive, then silence: still waiting at the cap",
+            "late_fault.still_waiting_at_cap",
+        ),
     ),
 }
 #: Otherwise (a benchmark's keys changed): keys with these substrings.
