@@ -292,3 +292,45 @@ def test_a_peer_that_sends_nothing_at_all_ends_the_statement_within_the_deadline
     assert not thread.is_alive()
     assert is_availability_error(outcome["error"]), outcome
     assert outcome["elapsed"] < 1.0 + DEADLINE + 2.0 + 1.0, outcome
+
+
+def test_after_an_outage_the_pool_is_replaced_so_its_reconnect_backoff_adds_nothing(
+    cluster: LocalCluster,
+) -> None:
+    """psycopg_pool alone would retry its connections 1, 2, 4... seconds apart."""
+    pool = {"min_size": 2, "max_size": 8, "timeout": 10}
+    with item_alias("pooled", cluster.endpoint, OPTIONS={"pool": pool}):
+        Item.objects.using("pooled").create(name="x")
+        connections["pooled"].close()
+        cluster.wait_for_replay(cluster.standbys[0])
+        before = connections["pooled"].pool
+        old = cluster.primary
+        cluster.endpoint.point_to(None)  # the endpoint refuses: a long outage
+        cluster.kill(old)
+        new = cluster.promote(cluster.standbys[0])
+        deadline = time.monotonic() + 30
+        while breaker_for("pooled").state != "open" or before.connect_failures < 3:
+            assert time.monotonic() < deadline, "the outage never opened the breaker"
+            with pytest.raises(Exception) as raised:
+                Item.objects.using("pooled").count()
+            assert is_availability_error(raised.value)
+            connections["pooled"].close()
+        cluster.endpoint.point_to(new)
+        moved = time.monotonic()
+        while True:
+            try:
+                count = Item.objects.using("pooled").count()
+                break
+            except Exception as exc:
+                assert is_availability_error(exc)
+                connections["pooled"].close()
+                assert time.monotonic() - moved < 10, "no read succeeded 10 s after the move"
+                time.sleep(0.02)
+        back_after = time.monotonic() - moved
+        after = connections["pooled"].pool
+        connections["pooled"].close()
+        connections["pooled"].close_pool()
+    assert count == 1
+    assert after is not before
+    # About one open-circuit probe interval (1 s), not the pool's backoff of seconds.
+    assert back_after < 2.5, back_after
