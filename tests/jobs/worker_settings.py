@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 from django_pg_resilience.testing.django import database_settings
-from tests.celery.app import DATABASE_ENV
+from tests.jobs.app import DATABASE_ENV
 from tests.settings import *  # noqa: F403
 from tests.settings import INSTALLED_APPS
 

@@ -10,7 +10,7 @@ from django.urls import path
 from django_pg_resilience.contrib.celery import process_webhook_event
 from django_pg_resilience.models import WebhookEvent
 from django_pg_resilience.webhooks import ShopifyWebhookView
-from tests.celery.jobs import JOBS_ALIAS
+from tests.jobs.jobs import JOBS_ALIAS
 from tests.testapp.models import ChaosOrder
 
 SHOPIFY_SECRET = "shpss_celery_suite_secret_8c2d41"

@@ -12,10 +12,10 @@ from django.core.management import call_command
 from django_pg_resilience.testing import LocalCluster
 from django_pg_resilience.testing.django import database_alias
 from django_pg_resilience.testing.jobs import CeleryWorker, RedisServer, redis_binary
-from tests.celery import servers
-from tests.celery.app import app, configure
-from tests.celery.jobs import JOBS_ALIAS, ready
-from tests.celery.worker_settings import JOBS_OPTIONS
+from tests.jobs import servers
+from tests.jobs.app import app, configure
+from tests.jobs.jobs import JOBS_ALIAS, ready
+from tests.jobs.worker_settings import JOBS_OPTIONS
 
 
 @pytest.fixture(scope="session")

@@ -15,12 +15,12 @@ from django_pg_resilience.models import WebhookEvent
 from django_pg_resilience.testing import LocalCluster
 from django_pg_resilience.testing.webhooks import shopify_request
 from django_pg_resilience.webhooks.dispatch import process_event, seconds_until_due
-from tests.celery import views
-from tests.celery.conftest import StartWorker, wait_ready
-from tests.celery.jobs import JOBS_ALIAS
+from tests.jobs import views
+from tests.jobs.conftest import StartWorker, wait_ready
+from tests.jobs.jobs import JOBS_ALIAS
 from tests.testapp.models import ChaosOrder
 
-pytestmark = pytest.mark.urls("tests.celery.views")
+pytestmark = pytest.mark.urls("tests.jobs.views")
 
 Status = WebhookEvent.Status
 

@@ -1,7 +1,7 @@
-"""The Celery app of the tests: the worker process loads it with ``celery -A tests.celery.app``.
+"""The Celery app of the tests: the worker process loads it with ``celery -A tests.jobs.app``.
 
 The broker and the database come from the environment the test gives the
-worker (:mod:`tests.celery.worker`); in the test process the fixtures set the
+worker (:mod:`tests.jobs.worker`); in the test process the fixtures set the
 broker on the same app before anything is sent.
 """
 
@@ -15,9 +15,9 @@ from celery import Celery
 BROKER_ENV = "PG_RESILIENCE_TEST_BROKER"
 DATABASE_ENV = "PG_RESILIENCE_TEST_JOBS_DB"
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.celery.worker_settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.jobs.worker_settings")
 
-app = Celery("pg_resilience_tests", include=["tests.celery.jobs"])
+app = Celery("pg_resilience_tests", include=["tests.jobs.jobs"])
 
 
 def configure(broker: str) -> None:

@@ -1,4 +1,4 @@
-"""The Celery tests' worker: ``celery -A tests.celery.app worker`` on a test cluster's address."""
+"""The Celery tests' worker: ``celery -A tests.jobs.app worker`` on a test cluster's address."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Protocol
 
 from django_pg_resilience.testing.jobs import CeleryWorker
-from tests.celery.app import BROKER_ENV, DATABASE_ENV
+from tests.jobs.app import BROKER_ENV, DATABASE_ENV
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -23,10 +23,10 @@ def jobs_worker(broker: str, database: Address, log_dir: Path) -> CeleryWorker:
 
     env = {
         **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.celery.worker_settings",
+        "DJANGO_SETTINGS_MODULE": "tests.jobs.worker_settings",
         BROKER_ENV: broker,
         DATABASE_ENV: f"{database.host}:{database.port}",
         "PYTHONPATH": str(ROOT),
     }
     log = log_dir / f"worker-{uuid.uuid4().hex[:8]}.log"
-    return CeleryWorker("tests.celery.app", env=env, log=log, cwd=ROOT)
+    return CeleryWorker("tests.jobs.app", env=env, log=log, cwd=ROOT)

@@ -20,8 +20,8 @@ from celery.result import AsyncResult
 from django_pg_resilience.contrib.celery.models import JobRecord
 from django_pg_resilience.testing import LocalCluster, Node
 from django_pg_resilience.testing.jobs import CeleryWorker
-from tests.celery.conftest import StartWorker, wait_ready
-from tests.celery.jobs import place_order
+from tests.jobs.conftest import StartWorker, wait_ready
+from tests.jobs.jobs import place_order
 from tests.testapp.models import ChaosOrder
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]

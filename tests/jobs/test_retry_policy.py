@@ -56,8 +56,8 @@ def test_the_decorator_says_what_is_wrong_with_its_options() -> None:
 
 
 def test_the_decorator_defaults_to_acks_late_and_requeue_on_a_lost_worker() -> None:
-    from tests.celery.jobs import place_order
+    from tests.jobs.jobs import place_order
 
     assert place_order.acks_late and place_order.reject_on_worker_lost
     assert place_order.max_retries == 20
-    assert place_order.name == "tests.celery.jobs.place_order"
+    assert place_order.name == "tests.jobs.jobs.place_order"

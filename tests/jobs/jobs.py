@@ -7,7 +7,7 @@ from typing import Any
 from django.db import connections
 
 from django_pg_resilience.contrib.celery import idempotent_task
-from tests.celery.app import app
+from tests.jobs.app import app
 from tests.testapp.models import ChaosOrder
 
 #: The alias of the jobs database, in the test process and in the worker.
@@ -23,7 +23,7 @@ def place_order(order_id: int) -> dict[str, Any]:
     return {"order": order_id, "row": order.pk}
 
 
-@app.task(name="tests.celery.jobs.ready")
+@app.task(name="tests.jobs.jobs.ready")
 def ready() -> int:
     """Answers once the worker is up and can reach the jobs database."""
     with connections[JOBS_ALIAS].cursor() as cursor:
