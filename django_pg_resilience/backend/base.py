@@ -345,6 +345,10 @@ class ResilientDatabaseWrapperMixin:
         else:
             self.connection = None
         self.errors_occurred = True
+        self.session_state = None
+        if hasattr(self, "search_path_set_schemas"):
+            # django-tenants caches "search_path already set on this connection".
+            self.search_path_set_schemas = None
         if self._lost_at is None:
             self._lost_at = time.monotonic()
         if read_only:
