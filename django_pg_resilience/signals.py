@@ -19,6 +19,7 @@ __all__ = [
     "webhook_duplicate",
     "webhook_failed",
     "webhook_received",
+    "webhook_signature_failed",
 ]
 
 #: A connect or statement attempt failed and will be retried.
@@ -52,3 +53,9 @@ webhook_duplicate = Signal()
 
 #: A webhook's handler raised or ran out of attempts. kwargs: source, key, topic, error.
 webhook_failed = Signal()
+
+#: A webhook delivery was refused with 401. kwargs: source, reason (the refusal
+#: code: ``bad_signature``, ``missing_signature``, ``stale_timestamp``,
+#: ``no_secret``...). Never the signature or the body. A spike means a rotated
+#: secret missing from the view, or someone probing the endpoint.
+webhook_signature_failed = Signal()

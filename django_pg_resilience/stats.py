@@ -41,6 +41,26 @@ METRICS: dict[str, tuple[str, str, str]] = {
     "webhooks_failed": ("counter", "Webhook deliveries whose handler failed.", "source"),
     "webhooks_durable_ack_waits": ("counter", "Durable-ack waits for standby flush.", "source"),
     "webhooks_durable_ack_timeouts": ("counter", "Durable acks not confirmed in time.", "source"),
+    "pool_timeouts": (
+        "counter",
+        "503s answered because the connection pool was busy (PoolTimeout): load, not an outage.",
+        "alias",
+    ),
+    "webhooks_signature_failures": (
+        "counter",
+        "Webhook deliveries refused with 401 (bad, missing or unusable signature or secret).",
+        "source",
+    ),
+    "webhooks_durable_ack_without_standby": (
+        "counter",
+        "Durable acks answered 200 while no standby was streaming (relaxed policy).",
+        "source",
+    ),
+    "webhooks_in_flight_timeouts": (
+        "counter",
+        "Duplicate deliveries answered 503 because the first was still being processed.",
+        "source",
+    ),
 }
 
 _lock = threading.Lock()

@@ -217,4 +217,4 @@ def test_a_commit_ending_on_a_wal_page_boundary_is_confirmed_without_more_wal(
             break
     assert lsn == _lsn(boundary)
     assert wait_for_standby_flush(FRESH_ALIAS, lsn, timeout=10)
-    assert current_wal_position_if_flushed(FRESH_ALIAS) == (lsn, True)
+    assert current_wal_position_if_flushed(FRESH_ALIAS) == (lsn, True, True)
