@@ -72,9 +72,13 @@ def test_failing_handler_backs_off_then_fails_after_max_attempts(client: Client)
     first = process_due("default", max_attempts=2, backoff=60.0)
     event = WebhookEvent.objects.get()
     assert (first.retried, event.status, event.attempts) == (1, Status.PENDING, 1)
+    # Full jitter: the retry is due within the first step, not before the attempt.
     assert event.next_attempt_at is not None
-    assert event.next_attempt_at > timezone.now() + datetime.timedelta(seconds=50)
+    assert timezone.now() - datetime.timedelta(seconds=5) < event.next_attempt_at
+    assert event.next_attempt_at <= timezone.now() + datetime.timedelta(seconds=60)
+    assert event.locked_until is None
     assert "downstream is down" in event.last_error
+    WebhookEvent.objects.update(next_attempt_at=timezone.now() + datetime.timedelta(minutes=1))
     assert process_due("default", max_attempts=2, backoff=60.0).total == 0  # not due yet
 
     WebhookEvent.objects.update(next_attempt_at=timezone.now())
