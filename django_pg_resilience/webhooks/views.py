@@ -314,7 +314,7 @@ class IdempotentWebhookView(View):
         else:
             try:
                 stored = processing.process_inline(delivery, self.handle, using)
-            except WebhookRejected:
+            except (WebhookRejected, DeliveryInFlight):
                 raise
             except Exception as exc:
                 if is_pool_timeout(exc) or is_availability_error(exc):
