@@ -47,6 +47,7 @@ def test_a_busy_pool_gets_a_short_503_counted_apart_from_outages(
     exhausted_pool: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="django_pg_resilience.middleware")
+    stats.reset()
     outages: list[dict[str, Any]] = []
 
     def receiver(sender: Any, **kwargs: Any) -> None:
