@@ -140,7 +140,7 @@ class IdempotentWebhookView(View):
         # which decorates again at every request (and which a subclass's own
         # dispatch would drop).
         view = csrf_exempt(super().as_view(**initkwargs))
-        # Read by the 503 middleware: webhooks get a bare 503, not the HTML page.
+        # Read by the 503 middleware: webhooks get the JSON 503 the view itself sends.
         setattr(view, BARE_503_ATTRIBUTE, True)
         view._non_atomic_requests = _EveryAlias()  # type: ignore[attr-defined]
         return view
