@@ -103,7 +103,7 @@ def _alias_of(error: BaseException) -> str:
 
 
 class DatabaseUnavailableMiddleware:
-    """Turn database availability errors into a 503 page, JSON or bare 503.
+    """Turn database availability errors into a 503: the page, or JSON for APIs and webhooks.
 
     Sync and async capable. See the module docstring for where it catches
     errors, and :func:`django_pg_resilience.unavailable.unavailable_response`
