@@ -150,15 +150,17 @@ def check_unavailable_middleware(app_configs: Any = None, **kwargs: Any) -> list
                 id="pg_resilience.W201",
             )
         )
+    from django_pg_resilience.unavailable import TEMPLATE_NAME
+
     try:
-        get_template("django_pg_resilience/unavailable.html")
+        get_template(TEMPLATE_NAME)
     except (TemplateDoesNotExist, TemplateSyntaxError) as exc:
         messages.append(
             Warning(
-                "The 503 page's template django_pg_resilience/unavailable.html cannot be "
+                f"The 503 page's template {TEMPLATE_NAME} cannot be "
                 f"loaded ({type(exc).__name__}); a plain built-in page is sent instead.",
                 hint="Add 'django_pg_resilience' to INSTALLED_APPS with APP_DIRS=True in "
-                "TEMPLATES, or provide your own django_pg_resilience/unavailable.html.",
+                f"TEMPLATES, or provide your own {TEMPLATE_NAME}.",
                 id="pg_resilience.W202",
             )
         )
