@@ -15,6 +15,7 @@ from typing import Any
 from django.core.checks import CheckMessage, Error, register
 
 from django_pg_resilience import conf
+from django_pg_resilience.backend import ENGINE
 
 
 @register()
@@ -32,7 +33,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
 # E104: OPTIONS["pool"] with CONN_MAX_AGE other than 0 (Django refuses it at connect).
 # W105: deadline of 5 s or more on an alias that serves web requests (Shopify's limit).
 
-_OUR_ENGINE = "django_pg_resilience.backend"
+_OUR_ENGINE = ENGINE
 _STOCK_ENGINES = ("django.db.backends.postgresql", "django.db.backends.postgresql_psycopg2")
 
 
