@@ -5,7 +5,7 @@ No Django and no I/O here: the clock and the random source are injected, so the
 schedule can be tested exactly. The shape follows psycopg_pool's
 ``AttemptWithBackoff``::
 
-    policy = RetryPolicy(deadline=4.0, max_attempts=100, base=0.05, cap=0.1)
+    policy = RetryPolicy(deadline=4.0, max_attempts=100, base=0.05, cap=0.05)
     budget = policy.start()
     while True:
         try:
@@ -44,7 +44,7 @@ class RetryPolicy:
     #: First backoff step; each further step doubles, up to ``cap``.
     base: float = 0.05
     #: Largest backoff step.
-    cap: float = 0.1
+    cap: float = 0.05
     #: Full jitter: wait a uniform random time in ``[0, step]`` instead of ``step``.
     jitter: bool = True
     clock: Clock = field(default=time.monotonic, compare=False, repr=False)
