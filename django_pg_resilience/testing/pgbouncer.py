@@ -145,12 +145,15 @@ class PgBouncer:
         )
         for path in (config, self._dir / "users.txt"):
             _chown_to_postgres(path)
-        self._process = subprocess.Popen(
-            [*prefix, binary, str(config)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            cwd="/",
-        )
+        # PgBouncer logs every line to stderr too: a pipe nobody reads would fill
+        # (64 KiB, a few hundred logins) and freeze it, so stderr goes to a file.
+        with open(self._dir / "stderr.log", "wb") as stderr:
+            self._process = subprocess.Popen(
+                [*prefix, binary, str(config)],
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                cwd="/",
+            )
         self._wait_ready(timeout)
         return self
 
@@ -159,8 +162,9 @@ class PgBouncer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                stderr = self._process.stderr.read().decode() if self._process.stderr else ""
-                raise RuntimeError(f"pgbouncer exited at start: {stderr.strip()}")
+                assert self._dir is not None
+                stderr = (self._dir / "stderr.log").read_text(errors="replace")
+                raise RuntimeError(f"pgbouncer exited at start: {stderr.strip()[-2000:]}")
             # Listening is enough: whether the server behind it is up is the test's business.
             with (
                 contextlib.suppress(OSError),
@@ -180,8 +184,6 @@ class PgBouncer:
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait(timeout=10)
-        if self._process is not None and self._process.stderr is not None:
-            self._process.stderr.close()
         self._process = None
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)

@@ -84,6 +84,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=ROOT / "out" / "drill-server.log",
         help="gunicorn's output (out/drill-server.log)",
     )
+    parser.add_argument(
+        "--pgbouncer",
+        nargs="?",
+        const="defaults",
+        choices=["defaults", "recommended"],
+        default=None,
+        help="put PgBouncer (transaction pooling) between the app and the endpoint, with "
+        "PgBouncer's own failover settings (defaults) or the README's (recommended)",
+    )
     parser.add_argument("--plot", type=Path, default=None, help="PNG of the timeline (matplotlib)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     return parser
@@ -203,8 +212,10 @@ def run(args: argparse.Namespace) -> int:
         "concurrency": args.concurrency,
         "workers": args.workers,
         "threads": args.threads,
+        "pgbouncer": args.pgbouncer,
     }
     stack = Stack(
+        pgbouncer=args.pgbouncer,
         engine=args.engine,
         durable_ack=args.durable_ack,
         workers=args.workers,
@@ -219,6 +230,8 @@ def run(args: argparse.Namespace) -> int:
             f"  primary {cluster.primary.name}, standby {standbys}, "
             f"endpoint 127.0.0.1:{stack.endpoint.port}"
         )
+        if stack.bouncer is not None:
+            say(f"  PgBouncer ({args.pgbouncer} settings) on 127.0.0.1:{stack.bouncer.port}")
         say("Migrating and seeding the example shop ...")
         stack.migrate_and_seed()
         say(f"Starting gunicorn ({args.workers} workers x {args.threads} threads) ...")

@@ -90,3 +90,12 @@ def test_a_test_may_lower_the_failover_settings(pg_cluster: LocalCluster) -> Non
     assert config["server_login_retry"] == "1"
     assert config["query_wait_timeout"] == "5"
     assert config["server_connect_timeout"] == "15"
+
+
+def test_pgbouncer_keeps_answering_after_many_logins(pg_cluster: LocalCluster) -> None:
+    # Each login and logout writes a log line; unread, they once filled a pipe
+    # (64 KiB) and froze PgBouncer after a few hundred connections.
+    with PgBouncer(pg_cluster.primary) as bouncer:
+        for _ in range(600):
+            with connect(bouncer) as conn:
+                assert conn.execute("SELECT 1").fetchone() == (1,)
