@@ -28,7 +28,7 @@ from tests.health.test_metrics import scrape, value
 from tests.live_server import live_server
 
 METRICS_USER = "doadmin-metrics-user-7f3a"
-METRICS_PASSWORD = "metrics-password-never-shown-91c2"  # noqa: S105 (a test value)
+METRICS_PASSWORD = "metrics-password-never-shown-91c2"
 BASIC = "Basic " + base64.b64encode(f"{METRICS_USER}:{METRICS_PASSWORD}".encode()).decode()
 
 
