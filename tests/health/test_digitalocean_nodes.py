@@ -1,9 +1,10 @@
 """The nodes' CPU, memory and disk from DigitalOcean's metrics endpoints, over real local HTTPS.
 
-A fake API (plain http on loopback, as the other DigitalOcean tests) lists two
-metrics endpoints and hands out the account's metrics credentials; each
-endpoint is an HTTPS server with a certificate from a throwaway CA (trustme)
-that answers Telegraf-style Prometheus text only to those credentials.
+A fake API over HTTPS (its CA trusted through ``SSL_CERT_FILE``, as the system
+store would) lists two metrics endpoints and hands out the account's metrics
+credentials; each endpoint is an HTTPS server with a certificate from another
+throwaway CA (trustme, named by ``DIGITALOCEAN_METRICS_CA``) that answers
+Telegraf-style Prometheus text only to those credentials.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ class Server:
         if context is not None:
             self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
         self.port = self.server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if context else 'http'}://localhost:{self.port}"
         threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
 
     def close(self) -> None:
@@ -86,14 +87,14 @@ def _json(code: int, data: Any) -> tuple[int, dict[str, str], bytes]:
 class FakeProvider:
     """The API plus one metrics endpoint per node, in the shapes DigitalOcean documents."""
 
-    def __init__(self, tls: ssl.SSLContext) -> None:
+    def __init__(self, api_tls: ssl.SSLContext, tls: ssl.SSLContext) -> None:
         self.texts: dict[str, str] = {
             "db-node-a": telegraf_text("db-node-a", 70.0, 40.0, {"/": 20.0, "/var/lib/pg": 55.0}),
             "db-node-b": telegraf_text("db-node-b", 90.0, 30.0, {"/var/lib/pg": 50.0}),
         }
         self.metrics_mode = "ok"
         self.nodes = [Server(self._metrics(name), tls) for name in ("db-node-a", "db-node-b")]
-        self.api = Server(self._api)
+        self.api = Server(self._api, api_tls)
 
     def _metrics(self, name: str) -> Any:
         def answer(handler: BaseHTTPRequestHandler) -> tuple[int, dict[str, str], bytes]:
@@ -136,20 +137,22 @@ class FakeProvider:
         return [a for node in self.nodes for a in node.authorizations]
 
 
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
+def server_context(ca: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(context)
+    return context
 
 
 @pytest.fixture
 def provider(
-    ca: trustme.CA, tmp_path: Path, settings: Any, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[FakeProvider]:
-    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("localhost").configure_cert(tls)
-    ca_file = tmp_path / "do-ca.pem"
-    ca.cert_pem.write_to_path(str(ca_file))
-    fake = FakeProvider(tls)
+    api_ca, metrics_ca = trustme.CA(), trustme.CA()
+    api_ca_file, ca_file = tmp_path / "api-ca.pem", tmp_path / "do-ca.pem"
+    api_ca.cert_pem.write_to_path(str(api_ca_file))
+    metrics_ca.cert_pem.write_to_path(str(ca_file))
+    monkeypatch.setenv("SSL_CERT_FILE", str(api_ca_file))
+    fake = FakeProvider(server_context(api_ca), server_context(metrics_ca))
     monkeypatch.setenv("DIGITALOCEAN_TOKEN", TOKEN)
     # Only the provider's view: the default alias is left out of the probes.
     monkeypatch.setitem(settings.DATABASES["default"], "ENGINE", "django.db.backends.postgresql")

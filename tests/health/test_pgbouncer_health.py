@@ -16,6 +16,8 @@ from django_pg_resilience.health.pgbouncer import RECOMMENDED
 from django_pg_resilience.testing import LocalCluster, free_port
 from django_pg_resilience.testing.pgbouncer import PgBouncer, find_pgbouncer
 from tests.health.conftest import run_health, run_health_json
+from tests.health.test_metrics import scrape, value
+from tests.live_server import live_server
 
 try:
     find_pgbouncer()
@@ -140,3 +142,23 @@ def test_a_malformed_dsn_says_how_to_fix_it(settings: Any) -> None:
     settings.PG_RESILIENCE = {"PGBOUNCERS": {"bad": "host=x port"}}
     with pytest.raises(CommandError, match=r"PGBOUNCERS'\]\['bad'\] is not a valid libpq"):
         run_health()
+
+
+def test_the_pgbouncer_gauges_are_on_the_apps_metrics(
+    pg_cluster: LocalCluster, settings: Any
+) -> None:
+    settings.ROOT_URLCONF = "tests.health.metrics_urls"
+    with PgBouncer(pg_cluster.primary) as bouncer:
+        settings.PG_RESILIENCE = {"PGBOUNCERS": {"sidecar": bouncer.admin_dsn}}
+        with live_server() as url:
+            scraped = scrape(url)
+    assert value(scraped, "pg_resilience_pgbouncer_up", pgbouncer="sidecar") == 1
+    assert value(scraped, "pg_resilience_pgbouncer_clients_waiting", pgbouncer="sidecar") == 0
+    setting = {"pgbouncer": "sidecar", "setting": "server_login_retry"}
+    assert value(scraped, "pg_resilience_pgbouncer_setting_seconds", **setting) == 15
+
+
+def test_a_malformed_pgbouncer_option_exits_unknown() -> None:
+    with pytest.raises(CommandError, match="--pgbouncer number 1 is not a libpq") as raised:
+        run_health("--pgbouncer", "host=x port")
+    assert raised.value.returncode == 3
