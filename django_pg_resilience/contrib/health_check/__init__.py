@@ -1,6 +1,6 @@
 """The database cluster's checks on django-health-check's page, JSON and feeds.
 
-django-health-check (4.x) lists its checks in the URLconf::
+django-health-check 4.x lists its checks in the URLconf::
 
     from health_check.views import HealthCheckView
     from django_pg_resilience.contrib.health_check import CLUSTER_CHECKS
@@ -15,25 +15,39 @@ Each check reads the process's cached cluster report (the one behind
 cost at most one probe round per ``HEALTH_CACHE_SECONDS``. A WARNING raises
 django-health-check's ``ServiceWarning``, CRITICAL and UNKNOWN its
 ``ServiceUnavailable``; both make its page answer 500.
+
+django-health-check 3.24+ (the line for Django 4.2) registers plugins instead:
+add ``"django_pg_resilience.contrib.health_check"`` to ``INSTALLED_APPS`` and its
+``ready()`` registers both :data:`CLUSTER_CHECKS`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
+from typing import Any
 
-from health_check.base import HealthCheck
 from health_check.exceptions import ServiceUnavailable, ServiceWarning
 
 from django_pg_resilience.health.cache import cluster_report, round_wait
 from django_pg_resilience.health.report import HealthReport
 from django_pg_resilience.health.status import Status, worst
 
-__all__ = ["CLUSTER_CHECKS", "ClusterHealth"]
+__all__ = ["CLUSTER_CHECKS", "LEGACY_PLUGINS", "ClusterHealth"]
+
+try:
+    from health_check.base import HealthCheck as _Base
+
+    #: True with django-health-check 3.x, whose checks are registered plugins.
+    LEGACY_PLUGINS = False
+except ImportError:
+    from health_check.backends import HealthCheck as _Base  # type: ignore[no-redef,unused-ignore]
+
+    LEGACY_PLUGINS = True
 
 
 @dataclasses.dataclass
-class ClusterHealth(HealthCheck):
+class ClusterHealth(_Base):
     """The cluster's overall status, or one named check of ``manage.py health``.
 
     ``check`` names a check of the health report (``"reachable"``,
@@ -61,6 +75,10 @@ class ClusterHealth(HealthCheck):
         if status is Status.WARNING:
             raise ServiceWarning(message)
         raise ServiceUnavailable(message)
+
+    def check_status(self, subset: Any = None) -> None:
+        """django-health-check 3.x's entry point."""
+        self.run()
 
     def _verdict(self, report: HealthReport) -> tuple[Status, str]:
         if self.check is None:
@@ -90,3 +108,12 @@ CLUSTER_CHECKS: tuple[str | tuple[str, dict[str, str]], ...] = (
     "django_pg_resilience.contrib.health_check.ClusterHealth",
     ("django_pg_resilience.contrib.health_check.ClusterHealth", {"check": "reachable"}),
 )
+
+
+def register_legacy_plugins() -> None:
+    """Register :data:`CLUSTER_CHECKS` with django-health-check 3.x's plugin directory."""
+    from health_check.plugins import plugin_dir
+
+    for entry in CLUSTER_CHECKS:
+        options = entry[1] if isinstance(entry, tuple) else {}
+        plugin_dir.register(ClusterHealth, **options)
