@@ -177,6 +177,11 @@ def run_checks(
     timeout = settings.HEALTH_TIMEOUT if timeout is None else timeout
     thresholds = thresholds or Thresholds.from_settings(settings)
     targets = list(discover_targets(aliases) if targets is None else targets)
+    # Parsed before any thread starts: a bad DSN raises ImproperlyConfigured here.
+    bouncer_entries = {
+        name: pgbouncer_params(name, dsn)
+        for name, dsn in {**settings.PGBOUNCERS, **(pgbouncers or {})}.items()
+    }
     checked_at = datetime.now(timezone.utc)
     started = time.monotonic()
 
@@ -204,10 +209,6 @@ def run_checks(
         do_thread = threading.Thread(target=ask_digitalocean, name="health-do", daemon=True)
         do_thread.start()
 
-    bouncer_entries = {
-        name: pgbouncer_params(name, dsn)
-        for name, dsn in {**settings.PGBOUNCERS, **(pgbouncers or {})}.items()
-    }
     bouncer_result: list[tuple[list[dict[str, Any]], list[Check]]] = []
     bouncer_thread = threading.Thread(
         target=lambda: bouncer_result.append(
