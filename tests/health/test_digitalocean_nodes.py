@@ -224,15 +224,20 @@ def test_thresholds(
     assert report["status"] == expected
 
 
-def test_refused_credentials_are_reported_without_them(provider: FakeProvider) -> None:
+def test_refused_credentials_are_reported_without_them(
+    provider: FakeProvider, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
     provider.metrics_mode = "401"
     code, report = run_health_json("--digitalocean")
     assert code == 3
     checks = [c for c in report["checks"] if c["name"] == "digitalocean_node"]
     assert [c["status"] for c in checks] == ["UNKNOWN", "UNKNOWN"]
     assert "refused the metrics credentials (401)" in checks[0]["message"]
-    no_secret_in(json.dumps(report), *(run_health("--digitalocean", "--format", f)[1]
-                 for f in ("table", "prometheus", "nagios")))  # fmt: skip
+    outputs = [
+        run_health("--digitalocean", "--format", f)[1] for f in ("table", "prometheus", "nagios")
+    ]
+    no_secret_in(json.dumps(report), caplog.text, *outputs)
 
 
 def test_a_redirect_does_not_carry_the_credentials_away(provider: FakeProvider) -> None:
