@@ -374,4 +374,55 @@ def check_replica_router(app_configs: Any = None, **kwargs: Any) -> list[CheckMe
                 id="pg_resilience.W503",
             )
         )
+
+
+# --- provider node metrics and PgBouncer ---
+@register()
+def check_node_metrics_and_pgbouncers(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    from pathlib import Path
+
+    from django.core.checks import Warning as CheckWarning
+    from django.core.exceptions import ImproperlyConfigured
+
+    from django_pg_resilience.health.pgbouncer import pgbouncer_params
+
+    try:
+        app = conf.app_settings()
+    except ImproperlyConfigured:
+        return []  # reported by E002
+    messages: list[CheckMessage] = []
+    for name, dsn in app.PGBOUNCERS.items():
+        try:
+            pgbouncer_params(str(name), dsn)
+        except ImproperlyConfigured as exc:
+            messages.append(
+                Error(
+                    str(exc),
+                    hint="PGBOUNCERS is {name: 'host=... port=6432 user=...'}; the user "
+                    "must be in PgBouncer's admin_users or stats_users.",
+                    id="pg_resilience.E404",
+                )
+            )
+    ca_file = app.DIGITALOCEAN_METRICS_CA
+    if ca_file is not None and not Path(ca_file).is_file():
+        messages.append(
+            Error(
+                f"PG_RESILIENCE['DIGITALOCEAN_METRICS_CA'] is {ca_file!r}, which is not a file.",
+                hint="Name the PEM file of the CA that signed the metrics endpoints' "
+                "certificate, or None to use the system's CAs.",
+                id="pg_resilience.E405",
+            )
+        )
+    for resource in ("CPU", "MEMORY", "DISK"):
+        low, high = f"HEALTH_NODE_{resource}_WARNING", f"HEALTH_NODE_{resource}_CRITICAL"
+        if not getattr(app, low) < getattr(app, high) <= 1:
+            messages.append(
+                CheckWarning(
+                    f"PG_RESILIENCE['{low}'] ({getattr(app, low)}) and ['{high}'] "
+                    f"({getattr(app, high)}) must be ratios with the warning below the "
+                    "critical level.",
+                    hint="Write 0.8 for 80 %, e.g. 0.80 and 0.95.",
+                    id="pg_resilience.W403",
+                )
+            )
     return messages

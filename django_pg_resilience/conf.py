@@ -212,6 +212,25 @@ class AppSettings:
     #: bounds what the client reads.
     READ_YOUR_WRITES_MAX_AGE: float = 300.0
 
+    # --- provider node metrics and PgBouncer ---
+    #: Read the DigitalOcean nodes' CPU, memory and disk use from the cluster's
+    #: metrics endpoints when the DigitalOcean check runs.
+    DIGITALOCEAN_NODE_METRICS: bool = True
+    #: A PEM CA file for the metrics endpoints' certificate (None: the system's CAs).
+    DIGITALOCEAN_METRICS_CA: str | None = None
+    #: Node utilisation (0.8 = 80 %) where a node turns WARNING / CRITICAL.
+    HEALTH_NODE_CPU_WARNING: float = 0.80
+    HEALTH_NODE_CPU_CRITICAL: float = 0.95
+    HEALTH_NODE_MEMORY_WARNING: float = 0.85
+    HEALTH_NODE_MEMORY_CRITICAL: float = 0.95
+    HEALTH_NODE_DISK_WARNING: float = 0.80
+    HEALTH_NODE_DISK_CRITICAL: float = 0.90
+    #: PgBouncers whose admin console ``health`` reads: {name: libpq DSN}.
+    PGBOUNCERS: Mapping[str, str] = field(default_factory=dict)
+    #: Seconds the longest-waiting PgBouncer client may wait before WARNING / CRITICAL.
+    HEALTH_PGBOUNCER_WAIT_WARNING: float = 1.0
+    HEALTH_PGBOUNCER_WAIT_CRITICAL: float = 5.0
+
 
 _BACKEND_FIELDS = {f.name: f for f in dataclasses.fields(BackendSettings)}
 _APP_FIELDS = {f.name: f for f in dataclasses.fields(AppSettings)}

@@ -25,7 +25,7 @@ from django.dispatch import receiver
 
 from django_pg_resilience.conf import app_settings
 from django_pg_resilience.health.digitalocean import TOKEN_ENV
-from django_pg_resilience.health.report import HealthReport, run_checks
+from django_pg_resilience.health.report import HealthReport, provider_rounds, run_checks
 
 __all__ = ["CachedReport", "ReportCache", "cluster_report", "round_wait"]
 
@@ -121,9 +121,9 @@ _cache = ReportCache(_compute)
 
 
 def round_wait() -> float:
-    """How long a caller may wait for a round: the probes' timeout (twice with the provider)."""
+    """How long a caller may wait for a round: the probes' timeout (more with the provider)."""
     timeout = app_settings().HEALTH_TIMEOUT
-    return timeout * (2 if _with_provider() else 1) + 0.5
+    return timeout * (provider_rounds() if _with_provider() else 1) + 0.5
 
 
 def cluster_report(wait: float | None = None) -> CachedReport:

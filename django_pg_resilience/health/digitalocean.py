@@ -2,7 +2,9 @@
 
 Two calls of the public API (``GET /v2/databases/{uuid}`` and
 ``GET /v2/databases/{uuid}/events``) with a Bearer token read from the
-``DIGITALOCEAN_TOKEN`` environment variable. The token never appears in any
+``DIGITALOCEAN_TOKEN`` environment variable; then the nodes' CPU, memory and
+disk utilisation from the cluster's metrics endpoints (see
+:mod:`.digitalocean_metrics`). The token never appears in any
 message; every failure becomes an UNKNOWN check that says what to fix. The
 token is only sent over https (plain http is allowed for a loopback test
 server) and never to another address: redirects are refused, because urllib
@@ -17,6 +19,7 @@ import os
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -42,15 +45,54 @@ class DigitalOceanError(Exception):
 
 
 class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    #: What to check when an address answers with a redirect.
+    where = "PG_RESILIENCE['DIGITALOCEAN_API_URL']"
+
     def redirect_request(self, req: Any, fp: Any, code: int, *args: Any) -> None:
         fp.close()
         raise DigitalOceanError(
-            f"the API answered {code} with a redirect; redirects are refused so the token "
-            "is never sent to another address: check PG_RESILIENCE['DIGITALOCEAN_API_URL']"
+            f"{req.host} answered {code} with a redirect; redirects are refused so the "
+            f"credentials are never sent to another address: check {self.where}"
         )
 
 
 _opener = urllib.request.build_opener(_RefuseRedirects)
+
+
+def fetch(
+    opener: urllib.request.OpenerDirector,
+    request: urllib.request.Request,
+    timeout: float,
+    explain: dict[int, str],
+) -> bytes:
+    """The body of ``request``'s answer; any failure a DigitalOceanError safe to show
+    (``explain`` maps an HTTP status to what to fix)."""
+    base_url = f"{request.type}://{request.host}"
+    try:
+        with opener.open(request, timeout=timeout) as response:
+            body: bytes = response.read()
+            return body
+    except urllib.error.HTTPError as exc:
+        if exc.code in explain:
+            raise DigitalOceanError(explain[exc.code]) from None
+        raise DigitalOceanError(
+            f"{base_url} answered {exc.code} {exc.reason} for {request.selector}"
+        ) from None
+    except TimeoutError:
+        raise DigitalOceanError(f"no answer from {base_url} within {timeout:g} s") from None
+    except urllib.error.URLError as exc:
+        if isinstance(exc.reason, TimeoutError):
+            raise DigitalOceanError(f"no answer from {base_url} within {timeout:g} s") from None
+        raise DigitalOceanError(f"cannot reach {base_url}: {exc.reason}") from None
+    except OSError as exc:
+        raise DigitalOceanError(f"cannot read from {base_url}: {exc.__class__.__name__}") from None
+    except (DigitalOceanError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # e.g. http.client's ValueError, which quotes the header
+        raise DigitalOceanError(
+            f"cannot ask {base_url}: {exc.__class__.__name__} (details withheld: they may "
+            "quote the credentials)"
+        ) from None
 
 
 def _is_loopback(host: str | None) -> bool:
@@ -86,41 +128,20 @@ def check_token(token: str) -> None:
         )
 
 
+_API_ERRORS = {
+    401: f"the API refused the token (401 Unauthorized): check {TOKEN_ENV} "
+    "(a read-scoped token for databases)",
+    404: "no such database cluster (404 Not Found): check the cluster UUID "
+    "(--do-cluster or PG_RESILIENCE['DIGITALOCEAN_CLUSTER'])",
+}
+
+
 def _get(base_url: str, path: str, token: str, timeout: float) -> Any:
     url = base_url.rstrip("/") + path
     request = urllib.request.Request(  # noqa: S310 (scheme checked by check_api_url)
         url, headers={"Authorization": f"Bearer {token}", "Accept": "application/json"}
     )
-    try:
-        with _opener.open(request, timeout=timeout) as response:
-            body = response.read()
-    except urllib.error.HTTPError as exc:
-        if exc.code == 401:
-            raise DigitalOceanError(
-                f"the API refused the token (401 Unauthorized): check {TOKEN_ENV} "
-                "(a read-scoped token for databases)"
-            ) from None
-        if exc.code == 404:
-            raise DigitalOceanError(
-                "no such database cluster (404 Not Found): check the cluster UUID "
-                "(--do-cluster or PG_RESILIENCE['DIGITALOCEAN_CLUSTER'])"
-            ) from None
-        raise DigitalOceanError(f"the API answered {exc.code} {exc.reason} for {path}") from None
-    except TimeoutError:
-        raise DigitalOceanError(f"no answer from {base_url} within {timeout:g} s") from None
-    except urllib.error.URLError as exc:
-        if isinstance(exc.reason, TimeoutError):
-            raise DigitalOceanError(f"no answer from {base_url} within {timeout:g} s") from None
-        raise DigitalOceanError(f"cannot reach {base_url}: {exc.reason}") from None
-    except OSError as exc:
-        raise DigitalOceanError(f"cannot read from {base_url}: {exc.__class__.__name__}") from None
-    except (DigitalOceanError, KeyboardInterrupt):
-        raise
-    except Exception as exc:  # e.g. http.client's ValueError, which quotes the header
-        raise DigitalOceanError(
-            f"cannot ask {base_url}: {exc.__class__.__name__} (details withheld: they may "
-            "quote the token)"
-        ) from None
+    body = fetch(_opener, request, timeout, _API_ERRORS)
     try:
         return json.loads(body)
     except ValueError:
@@ -171,6 +192,11 @@ def fetch_cluster(
         "version": database.get("version"),
         "status": database.get("status"),
         "num_nodes": database.get("num_nodes"),
+        "metrics_endpoints": [
+            {"host": endpoint.get("host"), "port": endpoint.get("port")}
+            for endpoint in database.get("metrics_endpoints") or []
+            if isinstance(endpoint, dict)
+        ],
         "last_failover": None
         if last is None
         else {
@@ -182,9 +208,18 @@ def fetch_cluster(
 
 
 def check_cluster(
-    cluster: str | None, *, base_url: str, timeout: float
+    cluster: str | None,
+    *,
+    base_url: str,
+    timeout: float,
+    node_thresholds: Mapping[str, tuple[float, float]] | None = None,
+    metrics_ca: str | None = None,
 ) -> tuple[dict[str, Any], list[Check]]:
-    """The DigitalOcean facts and checks; never raises for API trouble."""
+    """The DigitalOcean facts and checks; never raises for API trouble.
+
+    With ``node_thresholds`` (``{"cpu"|"memory"|"disk": (warning, critical)}``)
+    the nodes' utilisation is read from the cluster's metrics endpoints too.
+    """
     facts: dict[str, Any] = {"cluster": cluster, "error": None}
     token = os.environ.get(TOKEN_ENV, "").strip()
     problem: str | None = None
@@ -209,7 +244,41 @@ def check_cluster(
     if problem is not None:
         facts["error"] = problem
         return facts, [Check("digitalocean", Status.UNKNOWN, f"DigitalOcean: {problem}")]
-    return facts, _status_checks(facts)
+    checks = _status_checks(facts)
+    if node_thresholds is not None and facts["metrics_endpoints"]:
+        checks += _node_checks(facts, base_url, token, timeout, node_thresholds, metrics_ca)
+    return facts, checks
+
+
+def _node_checks(
+    facts: dict[str, Any],
+    base_url: str,
+    token: str,
+    timeout: float,
+    thresholds: Mapping[str, tuple[float, float]],
+    ca_file: str | None,
+) -> list[Check]:
+    from django_pg_resilience.health.digitalocean_metrics import (
+        evaluate_nodes,
+        fetch_node_metrics,
+    )
+
+    try:
+        facts["nodes"] = fetch_node_metrics(
+            facts["metrics_endpoints"],
+            base_url=base_url,
+            token=token,
+            timeout=timeout,
+            ca_file=ca_file,
+        )
+    except DigitalOceanError as exc:
+        problem = _scrub(str(exc), token)
+    except Exception as exc:  # a bug must not print a traceback that quotes a secret
+        problem = f"the node metrics check failed: {exc.__class__.__name__}"
+    else:
+        return evaluate_nodes(facts["nodes"], thresholds)
+    facts["nodes_error"] = problem
+    return [Check("digitalocean_node", Status.UNKNOWN, f"DigitalOcean node metrics: {problem}")]
 
 
 def _scrub(text: str, token: str) -> str:

@@ -31,6 +31,16 @@ class Thresholds:
     oldest_transaction_warning: float
     #: A primary without a streaming standby is a WARNING (high availability expected).
     require_standby: bool
+    #: The provider's node utilisation, ratios (DigitalOcean metrics endpoints).
+    node_cpu_warning: float = AppSettings.HEALTH_NODE_CPU_WARNING
+    node_cpu_critical: float = AppSettings.HEALTH_NODE_CPU_CRITICAL
+    node_memory_warning: float = AppSettings.HEALTH_NODE_MEMORY_WARNING
+    node_memory_critical: float = AppSettings.HEALTH_NODE_MEMORY_CRITICAL
+    node_disk_warning: float = AppSettings.HEALTH_NODE_DISK_WARNING
+    node_disk_critical: float = AppSettings.HEALTH_NODE_DISK_CRITICAL
+    #: Seconds PgBouncer's longest-waiting client has waited.
+    pgbouncer_wait_warning: float = AppSettings.HEALTH_PGBOUNCER_WAIT_WARNING
+    pgbouncer_wait_critical: float = AppSettings.HEALTH_PGBOUNCER_WAIT_CRITICAL
 
     @classmethod
     def from_settings(cls, settings: AppSettings | None = None, **overrides: Any) -> Thresholds:
@@ -43,12 +53,28 @@ class Thresholds:
             "connections_critical": s.HEALTH_CONNECTIONS_CRITICAL,
             "oldest_transaction_warning": s.HEALTH_OLDEST_TRANSACTION_WARNING,
             "require_standby": s.HEALTH_REQUIRE_STANDBY,
+            "node_cpu_warning": s.HEALTH_NODE_CPU_WARNING,
+            "node_cpu_critical": s.HEALTH_NODE_CPU_CRITICAL,
+            "node_memory_warning": s.HEALTH_NODE_MEMORY_WARNING,
+            "node_memory_critical": s.HEALTH_NODE_MEMORY_CRITICAL,
+            "node_disk_warning": s.HEALTH_NODE_DISK_WARNING,
+            "node_disk_critical": s.HEALTH_NODE_DISK_CRITICAL,
+            "pgbouncer_wait_warning": s.HEALTH_PGBOUNCER_WAIT_WARNING,
+            "pgbouncer_wait_critical": s.HEALTH_PGBOUNCER_WAIT_CRITICAL,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def node_limits(self) -> dict[str, tuple[float, float]]:
+        """(warning, critical) of each node resource: cpu, memory, disk."""
+        return {
+            "cpu": (self.node_cpu_warning, self.node_cpu_critical),
+            "memory": (self.node_memory_warning, self.node_memory_critical),
+            "disk": (self.node_disk_warning, self.node_disk_critical),
+        }
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from django_pg_resilience.health.pgbouncer import RECOMMENDED
 from django_pg_resilience.health.report import HealthReport
 
 __all__ = ["FORMATS", "render", "render_json", "render_nagios", "render_prometheus"]
@@ -51,6 +52,18 @@ PROMETHEUS_METRICS: dict[str, tuple[str, str]] = {
     "digitalocean_online": ("gauge", "1 if the DigitalOcean cluster status is online."),
     "digitalocean_nodes": ("gauge", "Nodes of the DigitalOcean cluster."),
     "digitalocean_last_failover_age_seconds": ("gauge", "Seconds since the last promotion."),
+    "digitalocean_node_metrics_up": (
+        "gauge",
+        "1 if the node's DigitalOcean metrics endpoint answered the last check.",
+    ),
+    "digitalocean_node_cpu_ratio": ("gauge", "CPU busy on the database node (0-1)."),
+    "digitalocean_node_memory_ratio": ("gauge", "Memory used on the database node (0-1)."),
+    "digitalocean_node_disk_ratio": ("gauge", "Disk used on the database node's fullest volume."),
+    "pgbouncer_up": ("gauge", "1 if PgBouncer's admin console answered the last check."),
+    "pgbouncer_clients_waiting": ("gauge", "PgBouncer clients waiting for a server connection."),
+    "pgbouncer_max_wait_seconds": ("gauge", "How long PgBouncer's oldest waiting client waited."),
+    "pgbouncer_servers": ("gauge", "PgBouncer server connections by state."),
+    "pgbouncer_setting_seconds": ("gauge", "PgBouncer settings that bound a failover."),
 }
 
 
@@ -129,6 +142,31 @@ def prometheus_samples(report: HealthReport) -> Iterator[tuple[str, dict[str, st
                 labels,
                 do["last_failover"]["age_seconds"],
             )
+        for node in do.get("nodes") or []:
+            node_labels = {**labels, "node": str(node["node"])}
+            yield "digitalocean_node_metrics_up", node_labels, int(not node.get("error"))
+            for resource in ("cpu", "memory", "disk"):
+                if node.get(f"{resource}_ratio") is not None:
+                    name = f"digitalocean_node_{resource}_ratio"
+                    yield name, node_labels, node[f"{resource}_ratio"]
+    yield from _pgbouncer_samples(report.pgbouncers or [])
+
+
+def _pgbouncer_samples(
+    bouncers: list[dict[str, Any]],
+) -> Iterator[tuple[str, dict[str, str], float]]:
+    for bouncer in bouncers:
+        labels = {"pgbouncer": str(bouncer["name"])}
+        yield "pgbouncer_up", labels, int(not bouncer.get("error"))
+        if bouncer.get("error"):
+            continue
+        yield "pgbouncer_clients_waiting", labels, bouncer["clients_waiting"]
+        yield "pgbouncer_max_wait_seconds", labels, bouncer["max_wait_seconds"]
+        for state, count in sorted(bouncer["servers"].items()):
+            yield "pgbouncer_servers", {**labels, "state": state}, count
+        for setting, value in bouncer["config"].items():
+            if setting in RECOMMENDED and value is not None:
+                yield "pgbouncer_setting_seconds", {**labels, "setting": setting}, float(value)
 
 
 def render_prometheus(report: HealthReport) -> str:
@@ -185,9 +223,38 @@ def render_nagios(report: HealthReport) -> str:
                 f"{_perf_label(name, 'replay_delay')}={f.replay_delay_seconds:.3f}s;"
                 f"{_num(t.lag_warning)};{_num(t.lag_critical)};0;"
             )
+    perf += _provider_perfdata(report)
     status = report.status.name
     line = f"PG_RESILIENCE {status} - {report.summary()}".replace("|", "/")
     return line + (" | " + " ".join(perf) if perf else "") + "\n"
+
+
+def _provider_perfdata(report: HealthReport) -> list[str]:
+    """Perfdata of the DigitalOcean nodes and the PgBouncers."""
+    perf: list[str] = []
+    t = report.thresholds
+    limits = t.node_limits()
+    for node in (report.digitalocean or {}).get("nodes") or []:
+        for resource in ("cpu", "memory", "disk"):
+            ratio = node.get(f"{resource}_ratio")
+            if ratio is not None:
+                warning, critical = limits[resource]
+                perf.append(
+                    f"{_perf_label('do', str(node['node']), resource)}={ratio * 100:.1f}%;"
+                    f"{_num(warning * 100)};{_num(critical * 100)};0;100"
+                )
+    for bouncer in report.pgbouncers or []:
+        name = str(bouncer["name"])
+        perf.append(f"{_perf_label('pgbouncer', name, 'up')}={int(not bouncer.get('error'))};;;0;1")
+        if not bouncer.get("error"):
+            perf.append(
+                f"{_perf_label('pgbouncer', name, 'waiting')}={bouncer['clients_waiting']};;;0;"
+            )
+            perf.append(
+                f"{_perf_label('pgbouncer', name, 'max_wait')}={bouncer['max_wait_seconds']:.3f}s;"
+                f"{_num(t.pgbouncer_wait_warning)};{_num(t.pgbouncer_wait_critical)};0;"
+            )
+    return perf
 
 
 def render(report: HealthReport, fmt: str, *, color: bool = False, show_dsn: bool = False) -> str:

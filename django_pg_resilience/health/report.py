@@ -5,18 +5,19 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
 from django_pg_resilience import stats
 from django_pg_resilience.conf import app_settings
 from django_pg_resilience.health.evaluate import Check, Thresholds, evaluate_groups, evaluate_node
+from django_pg_resilience.health.pgbouncer import check_pgbouncers, pgbouncer_params
 from django_pg_resilience.health.probe import NodeFacts, probe_all
 from django_pg_resilience.health.status import Status, worst
 from django_pg_resilience.health.targets import Target, discover_targets
 
-__all__ = ["SCHEMA_VERSION", "HealthReport", "NodeReport", "run_checks"]
+__all__ = ["SCHEMA_VERSION", "HealthReport", "NodeReport", "provider_rounds", "run_checks"]
 
 #: Bumped on any incompatible change of :meth:`HealthReport.as_dict`.
 SCHEMA_VERSION = 1
@@ -97,6 +98,8 @@ class HealthReport:
     checked_at: datetime
     duration_seconds: float
     digitalocean: dict[str, Any] | None = None
+    #: What each PgBouncer's admin console said (PG_RESILIENCE["PGBOUNCERS"], --pgbouncer).
+    pgbouncers: list[dict[str, Any]] | None = None
 
     @property
     def status(self) -> Status:
@@ -147,6 +150,7 @@ class HealthReport:
                 "nodes": [node.as_dict() for node in self.nodes],
                 "checks": [check.as_dict() for check in self.checks],
                 "digitalocean": self.digitalocean,
+                "pgbouncers": self.pgbouncers,
             }
         )
         return data
@@ -160,16 +164,24 @@ def run_checks(
     digitalocean: bool = False,
     do_cluster: str | None = None,
     targets: Sequence[Target] | None = None,
+    pgbouncers: Mapping[str, str] | None = None,
 ) -> HealthReport:
     """Probe every node in parallel, evaluate, and return the report.
 
     Takes at most about ``timeout`` seconds (``PG_RESILIENCE['HEALTH_TIMEOUT']``)
-    whatever the nodes do. Bad configuration raises ImproperlyConfigured.
+    whatever the nodes do (the provider's API: up to :func:`provider_rounds`
+    times that). ``pgbouncers`` ({name: DSN}) adds to ``PG_RESILIENCE['PGBOUNCERS']``.
+    Bad configuration raises ImproperlyConfigured.
     """
     settings = app_settings()
     timeout = settings.HEALTH_TIMEOUT if timeout is None else timeout
     thresholds = thresholds or Thresholds.from_settings(settings)
     targets = list(discover_targets(aliases) if targets is None else targets)
+    # Parsed before any thread starts: a bad DSN raises ImproperlyConfigured here.
+    bouncer_entries = {
+        name: pgbouncer_params(name, dsn)
+        for name, dsn in {**settings.PGBOUNCERS, **(pgbouncers or {})}.items()
+    }
     checked_at = datetime.now(timezone.utc)
     started = time.monotonic()
 
@@ -182,12 +194,36 @@ def run_checks(
 
         def ask_digitalocean() -> None:
             do_result.append(
-                check_cluster(cluster, base_url=settings.DIGITALOCEAN_API_URL, timeout=timeout)
+                check_cluster(
+                    cluster,
+                    base_url=settings.DIGITALOCEAN_API_URL,
+                    timeout=timeout,
+                    node_thresholds=thresholds.node_limits()
+                    if settings.DIGITALOCEAN_NODE_METRICS
+                    else None,
+                    metrics_ca=settings.DIGITALOCEAN_METRICS_CA,
+                )
             )
 
         # In parallel with the probes, and a daemon so it never holds the exit.
         do_thread = threading.Thread(target=ask_digitalocean, name="health-do", daemon=True)
         do_thread.start()
+
+    bouncer_result: list[tuple[list[dict[str, Any]], list[Check]]] = []
+    bouncer_thread = threading.Thread(
+        target=lambda: bouncer_result.append(
+            check_pgbouncers(
+                bouncer_entries,
+                timeout=timeout,
+                wait_warning=thresholds.pgbouncer_wait_warning,
+                wait_critical=thresholds.pgbouncer_wait_critical,
+            )
+        ),
+        name="health-pgbouncers",
+        daemon=True,
+    )
+    if bouncer_entries:
+        bouncer_thread.start()
 
     all_facts = probe_all(targets, timeout)
     app_view = stats.snapshot()
@@ -203,8 +239,7 @@ def run_checks(
     checks = evaluate_groups(targets, all_facts)
     do_facts: dict[str, Any] | None = None
     if do_thread is not None:
-        # Two sequential requests of ``timeout`` each at most.
-        do_thread.join(max(0.0, started + 2 * timeout - time.monotonic()))
+        do_thread.join(max(0.0, started + provider_rounds(settings) * timeout - time.monotonic()))
         if do_result:
             do_facts, do_checks = do_result[0]
         else:
@@ -212,6 +247,11 @@ def run_checks(
             do_facts = {"cluster": do_cluster or settings.DIGITALOCEAN_CLUSTER, "error": message}
             do_checks = [Check("digitalocean", Status.UNKNOWN, f"DigitalOcean: {message}")]
         checks += do_checks
+    bouncer_facts: list[dict[str, Any]] | None = None
+    if bouncer_entries:
+        bouncer_thread.join(max(0.0, started + timeout + 2 - time.monotonic()))
+        bouncer_facts, bouncer_checks = bouncer_result[0] if bouncer_result else ([], [])
+        checks += bouncer_checks
     return HealthReport(
         nodes=nodes,
         checks=checks,
@@ -220,7 +260,15 @@ def run_checks(
         checked_at=checked_at,
         duration_seconds=time.monotonic() - started,
         digitalocean=do_facts,
+        pgbouncers=bouncer_facts,
     )
+
+
+def provider_rounds(settings: Any = None) -> int:
+    """Sequential requests of the DigitalOcean check, each bounded by the timeout: the
+    cluster, its events, then (node metrics) the credentials and the endpoints in parallel."""
+    settings = settings or app_settings()
+    return 4 if settings.DIGITALOCEAN_NODE_METRICS else 2
 
 
 def _app_view_of(target: Target, snapshot: dict[str, dict[str, float]]) -> dict[str, float] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django_pg_resilience.health.pgbouncer import RECOMMENDED
 from django_pg_resilience.health.probe import NodeFacts
 from django_pg_resilience.health.report import HealthReport
 from django_pg_resilience.health.status import Status
@@ -119,6 +120,34 @@ def render_table(report: HealthReport, *, color: bool = False, show_dsn: bool = 
             f"DigitalOcean {do.get('name') or do.get('cluster')}: {do.get('status')}, "
             f"{do.get('num_nodes')} node(s), last failover: "
             + (f"{last['at']} ({last['age_seconds'] / 60:.0f} min ago)" if last else "none listed"),
+        ]
+        out += [
+            f"  node {node['node']}: "
+            + (
+                node["error"]
+                if node.get("error")
+                else ", ".join(
+                    f"{resource} {node[f'{resource}_ratio']:.0%}"
+                    for resource in ("cpu", "memory", "disk")
+                    if node.get(f"{resource}_ratio") is not None
+                )
+            )
+            for node in do.get("nodes") or []
+        ]
+    for bouncer in report.pgbouncers or []:
+        if bouncer.get("error"):
+            out += ["", f"PgBouncer {bouncer['name']}: unreachable"]
+            continue
+        config = bouncer["config"]
+        out += [
+            "",
+            f"PgBouncer {bouncer['name']}: {bouncer['clients_waiting']} waiting "
+            f"(longest {bouncer['max_wait_seconds']:.1f} s), servers "
+            + (
+                ", ".join(f"{n} {state}" for state, n in sorted(bouncer["servers"].items()))
+                or "none"
+            ),
+            "  " + ", ".join(f"{key} {config[key]}" for key in RECOMMENDED if key in config),
         ]
     problems = report.problems
     if problems:

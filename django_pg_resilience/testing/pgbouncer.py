@@ -7,6 +7,12 @@ to the app as it does there::
     with LocalCluster() as cluster, PgBouncer(cluster.endpoint) as bouncer:
         DATABASES["default"].update(HOST=bouncer.host, PORT=bouncer.port)
 
+Its failover settings are PgBouncer's own defaults unless a test lowers them
+(``PgBouncer(endpoint, server_login_retry=1)``): a test that passes only with
+shortened timeouts says so where it is written, and the defaults' cost is
+measured, not hidden. The admin console (``SHOW POOLS`` ...) is open to the
+``postgres`` user at :attr:`PgBouncer.admin_dsn`.
+
 Needs Debian's ``pgbouncer`` package (``apt-get install pgbouncer``); as root it
 runs as the ``postgres`` OS user, because PgBouncer refuses root.
 """
@@ -29,7 +35,17 @@ from django_pg_resilience.testing.cluster import (
     free_port,
 )
 
-__all__ = ["PgBouncer", "find_pgbouncer"]
+__all__ = ["FAILOVER_SETTINGS", "PgBouncer", "find_pgbouncer"]
+
+#: The settings that decide how long a failover lasts behind PgBouncer, with
+#: PgBouncer's own defaults (seconds; 0 for ``server_check_delay`` checks every time).
+FAILOVER_SETTINGS: dict[str, float] = {
+    "server_login_retry": 15,
+    "server_connect_timeout": 15,
+    "query_wait_timeout": 120,
+    "server_check_delay": 30,
+    "dns_max_ttl": 15,
+}
 
 
 class _Address(Protocol):
@@ -58,7 +74,12 @@ class PgBouncer:
         *,
         pool_mode: str = "transaction",
         default_pool_size: int = 20,
-        server_login_retry: int = 1,
+        server_login_retry: float | None = None,
+        server_connect_timeout: float | None = None,
+        query_wait_timeout: float | None = None,
+        server_check_delay: float | None = None,
+        dns_max_ttl: float | None = None,
+        extra_settings: dict[str, str] | None = None,
     ) -> None:
         if pool_mode not in ("session", "transaction", "statement"):
             raise ValueError(
@@ -67,9 +88,15 @@ class PgBouncer:
         self.target = target
         self.pool_mode = pool_mode
         self.default_pool_size = default_pool_size
-        # PgBouncer waits this long after a failed server connect before trying
-        # again (15 s by default); 1 s keeps failover tests short.
-        self.server_login_retry = server_login_retry
+        #: The failover settings this PgBouncer is given; None leaves PgBouncer's default.
+        self.settings: dict[str, float | None] = {
+            "server_login_retry": server_login_retry,
+            "server_connect_timeout": server_connect_timeout,
+            "query_wait_timeout": query_wait_timeout,
+            "server_check_delay": server_check_delay,
+            "dns_max_ttl": dns_max_ttl,
+        }
+        self.extra_settings = dict(extra_settings or {})
         self.host = "127.0.0.1"
         self.port = 0
         self._process: subprocess.Popen[bytes] | None = None
@@ -80,6 +107,11 @@ class PgBouncer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    @property
+    def admin_dsn(self) -> str:
+        """The admin console's connection string (``SHOW POOLS`` etc.)."""
+        return f"host={self.host} port={self.port} dbname=pgbouncer user=postgres"
 
     def start(self, timeout: float = 20.0) -> PgBouncer:
         binary = find_pgbouncer()
@@ -101,19 +133,27 @@ class PgBouncer:
             f"pool_mode = {self.pool_mode}\n"
             f"default_pool_size = {self.default_pool_size}\n"
             "max_client_conn = 500\n"
-            f"server_login_retry = {self.server_login_retry}\n"
-            "server_connect_timeout = 2\n"
-            "ignore_startup_parameters = extra_float_digits,options,search_path\n"
+            "admin_users = postgres\n"
+            + "".join(
+                f"{name} = {value:g}\n"
+                for name, value in self.settings.items()
+                if value is not None
+            )
+            + "".join(f"{name} = {value}\n" for name, value in self.extra_settings.items())
+            + "ignore_startup_parameters = extra_float_digits,options,search_path\n"
             f"logfile = {self._dir / 'pgbouncer.log'}\n"
         )
         for path in (config, self._dir / "users.txt"):
             _chown_to_postgres(path)
-        self._process = subprocess.Popen(
-            [*prefix, binary, str(config)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            cwd="/",
-        )
+        # PgBouncer logs every line to stderr too: a pipe nobody reads would fill
+        # (64 KiB, a few hundred logins) and freeze it, so stderr goes to a file.
+        with open(self._dir / "stderr.log", "wb") as stderr:
+            self._process = subprocess.Popen(
+                [*prefix, binary, str(config)],
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                cwd="/",
+            )
         self._wait_ready(timeout)
         return self
 
@@ -122,8 +162,9 @@ class PgBouncer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                stderr = self._process.stderr.read().decode() if self._process.stderr else ""
-                raise RuntimeError(f"pgbouncer exited at start: {stderr.strip()}")
+                assert self._dir is not None
+                stderr = (self._dir / "stderr.log").read_text(errors="replace")
+                raise RuntimeError(f"pgbouncer exited at start: {stderr.strip()[-2000:]}")
             # Listening is enough: whether the server behind it is up is the test's business.
             with (
                 contextlib.suppress(OSError),
@@ -143,8 +184,6 @@ class PgBouncer:
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait(timeout=10)
-        if self._process is not None and self._process.stderr is not None:
-            self._process.stderr.close()
         self._process = None
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)

@@ -94,6 +94,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="also send N background jobs to a Celery worker (Redis broker) during the traffic, "
         "SIGKILL one of its processes in the outage, and check each took effect once (0)",
     )
+    parser.add_argument(
+        "--pgbouncer",
+        nargs="?",
+        const="defaults",
+        choices=["defaults", "recommended"],
+        default=None,
+        help="put PgBouncer (transaction pooling) between the app and the endpoint, with "
+        "PgBouncer's own failover settings (defaults) or the README's (recommended)",
+    )
     parser.add_argument("--plot", type=Path, default=None, help="PNG of the timeline (matplotlib)")
     parser.add_argument(
         "--replica-delay",
@@ -222,8 +231,10 @@ def run(args: argparse.Namespace) -> int:
         "workers": args.workers,
         "threads": args.threads,
         "jobs": args.jobs,
+        "pgbouncer": args.pgbouncer,
     }
     stack = Stack(
+        pgbouncer=args.pgbouncer,
         engine=args.engine,
         durable_ack=args.durable_ack,
         workers=args.workers,
@@ -243,6 +254,8 @@ def run(args: argparse.Namespace) -> int:
             f"  primary {cluster.primary.name}, standby {standbys}, "
             f"endpoint 127.0.0.1:{stack.endpoint.port}"
         )
+        if stack.bouncer is not None:
+            say(f"  PgBouncer ({args.pgbouncer} settings) on 127.0.0.1:{stack.bouncer.port}")
         say("Migrating and seeding the example shop ...")
         stack.migrate_and_seed()
         say(f"Starting gunicorn ({args.workers} workers x {args.threads} threads) ...")

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from django_pg_resilience.testing import EndpointProxy, LocalCluster, Node, free_port
+from django_pg_resilience.health.pgbouncer import RECOMMENDED as PGBOUNCER_RECOMMENDED
+from django_pg_resilience.testing import EndpointProxy, LocalCluster, Node, PgBouncer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SETTINGS = "example_project.settings"
@@ -59,7 +60,11 @@ class Stack:
     workers: int = 3
     threads: int = 4
     server_log: Path = ROOT / "out" / "drill-server.log"
+    #: None: the app talks to the endpoint; "defaults" or "recommended": through a
+    #: PgBouncer (transaction pooling) with PgBouncer's or our failover settings.
+    pgbouncer: str | None = None
     cluster: LocalCluster | None = None
+    bouncer: PgBouncer | None = None
     server: subprocess.Popen[bytes] | None = None
     port: int = 0
     _server_log: IO[bytes] | None = field(default=None, repr=False)
@@ -72,6 +77,9 @@ class Stack:
         # managed database provisions a new standby.
         self.cluster = LocalCluster(standbys=2 if self.durable_ack else 1).start()
         _ = self.cluster.endpoint  # the proxy, in front of the primary
+        if self.pgbouncer is not None:
+            settings = PGBOUNCER_RECOMMENDED if self.pgbouncer == "recommended" else {}
+            self.bouncer = PgBouncer(self.endpoint, **settings).start()
         return self.cluster
 
     @property
@@ -82,7 +90,7 @@ class Stack:
     def env(self) -> dict[str, str]:
         """The shop's environment: the database is reached through the endpoint proxy only."""
         assert self.cluster is not None
-        endpoint = self.endpoint
+        endpoint: EndpointProxy | PgBouncer = self.bouncer or self.endpoint
         nodes = ",".join(
             f"{node.name}=postgres://postgres@{node.host}:{node.port}/{self.cluster.dbname}"
             for node in self.cluster.nodes
@@ -192,9 +200,14 @@ class Stack:
         try:
             self.stop_server()
         finally:
+            bouncer, self.bouncer = self.bouncer, None
             cluster, self.cluster = self.cluster, None
-            if cluster is not None:
-                cluster.close()
+            try:
+                if bouncer is not None:
+                    bouncer.close()
+            finally:
+                if cluster is not None:
+                    cluster.close()
 
     def __enter__(self) -> Stack:
         return self

@@ -186,7 +186,11 @@ def test_database_down_when_the_app_starts(pg_fresh_cluster: LocalCluster) -> No
 
 @contextlib.contextmanager
 def _pgbouncer(cluster: LocalCluster) -> Iterator[PgBouncer]:
-    with PgBouncer(cluster.endpoint, pool_mode="transaction") as bouncer:
+    # Lowered on purpose to fit bound_s: with PgBouncer's defaults (15 s login
+    # retry) the site comes back about 15 s later (README, "PgBouncer in front").
+    with PgBouncer(
+        cluster.endpoint, pool_mode="transaction", server_login_retry=1, server_connect_timeout=2
+    ) as bouncer:
         yield bouncer
 
 

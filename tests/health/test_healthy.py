@@ -62,7 +62,7 @@ def test_json_schema_is_stable(pg_cluster: LocalCluster, set_nodes: Any) -> None
     assert report["schema_version"] == 1
     assert set(report) == {
         "schema_version", "status", "exit_code", "checked_at", "summary", "duration_seconds",
-        "timeout_seconds", "thresholds", "nodes", "checks", "digitalocean",
+        "timeout_seconds", "thresholds", "nodes", "checks", "digitalocean", "pgbouncers",
     }  # fmt: skip
     assert (
         report["exit_code"]
@@ -71,6 +71,9 @@ def test_json_schema_is_stable(pg_cluster: LocalCluster, set_nodes: Any) -> None
     assert set(report["thresholds"]) == {
         "lag_warning", "lag_critical", "connections_warning", "connections_critical",
         "oldest_transaction_warning", "require_standby",
+        "node_cpu_warning", "node_cpu_critical", "node_memory_warning", "node_memory_critical",
+        "node_disk_warning", "node_disk_critical",
+        "pgbouncer_wait_warning", "pgbouncer_wait_critical",
     }  # fmt: skip
     for node in report["nodes"]:
         assert set(node) == NODE_KEYS

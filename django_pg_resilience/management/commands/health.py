@@ -15,8 +15,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from psycopg.conninfo import conninfo_to_dict
 
 from django_pg_resilience.conf import app_settings
 from django_pg_resilience.health import FORMATS, Status, Thresholds, render, run_checks
@@ -57,6 +59,21 @@ def write_atomically(path: Path, text: str) -> None:
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
         raise
+
+
+def _named_dsns(dsns: list[str]) -> dict[str, str]:
+    """``--pgbouncer`` DSNs named by their host:port (the DSN itself may hold a password)."""
+    named = {}
+    for index, dsn in enumerate(dsns, start=1):
+        try:
+            params = conninfo_to_dict(dsn)
+        except psycopg.ProgrammingError:
+            raise ImproperlyConfigured(
+                f"--pgbouncer number {index} is not a libpq connection string: "
+                "use 'host=... port=6432 user=...'"
+            ) from None
+        named[f"{params.get('host') or 'localhost'}:{params.get('port') or 6432}"] = dsn
+    return named
 
 
 class Command(BaseCommand):
@@ -118,6 +135,14 @@ class Command(BaseCommand):
             metavar="UUID",
             help="The cluster UUID (default PG_RESILIENCE['DIGITALOCEAN_CLUSTER']).",
         )
+        parser.add_argument(
+            "--pgbouncer",
+            action="append",
+            dest="pgbouncers",
+            metavar="DSN",
+            help="Also read this PgBouncer's admin console, e.g. 'host=10.0.0.5 port=6432 "
+            "user=stats' (repeatable; adds to PG_RESILIENCE['PGBOUNCERS']).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
@@ -156,6 +181,7 @@ class Command(BaseCommand):
                 timeout=options["timeout"],
                 digitalocean=options["digitalocean"],
                 do_cluster=options["do_cluster"],
+                pgbouncers=_named_dsns(options["pgbouncers"] or []),
             )
         except ImproperlyConfigured as exc:
             raise CommandError(str(exc), returncode=int(Status.UNKNOWN)) from None
