@@ -78,6 +78,27 @@ host        all          all         127.0.0.1/32    scram-sha-256
 """
 
 
+# TLS only, as on a managed database: a plain TCP connection is refused, so a test
+# that gets through proves TLS was used. The Unix socket stays open for pg_ctl.
+_HBA_TLS_ONLY = """
+local       all          all                         trust
+hostssl     replication  all         127.0.0.1/32    trust
+hostssl     all          postgres    127.0.0.1/32    trust
+hostssl     all          all         127.0.0.1/32    scram-sha-256
+hostnossl   all          all         127.0.0.1/32    reject
+hostnossl   replication  all         127.0.0.1/32    reject
+"""
+
+
+def _tls_conf(folder: Path) -> str:
+    return (
+        "ssl = on\n"
+        f"ssl_cert_file = '{folder / 'server.crt'}'\n"
+        f"ssl_key_file = '{folder / 'server.key'}'\n"
+        f"ssl_ca_file = '{folder / 'ca.crt'}'\n"
+    )
+
+
 class PostgresNotFound(RuntimeError):
     """No PostgreSQL server binaries on this machine."""
 
@@ -219,8 +240,12 @@ class LocalCluster:
         dbname: str = "postgres",
         bindir: str | Path | None = None,
         server_settings: dict[str, str] | None = None,
+        tls: bool = False,
     ) -> None:
         self.standby_count = standbys
+        #: TLS only, as on a managed database: see :meth:`tls_params`.
+        self.tls = tls
+        self.ca_file: Path | None = None
         self.dbname = dbname
         self.bindir = Path(bindir) if bindir else find_bindir()
         self.server_settings = dict(server_settings or {})
@@ -254,6 +279,8 @@ class LocalCluster:
         _chown_to_postgres(self.base_dir)
         self._start_reaper()
         try:
+            if self.tls:
+                self._make_certificates()
             primary = self._new_node("node0")
             self._init_primary(primary)
             self._primary = primary
@@ -310,6 +337,41 @@ class LocalCluster:
             start_new_session=True,  # a Ctrl-C to our process group must not kill it first
         )
 
+    # --- TLS ------------------------------------------------------------------
+
+    def tls_params(self) -> dict[str, str]:
+        """libpq parameters for a verified TLS session to any node or proxy on 127.0.0.1.
+
+        Empty for a plain cluster. ``verify-full`` checks the chain up to
+        :attr:`ca_file` and that the certificate names 127.0.0.1 (and localhost).
+        """
+        if not self.tls or self.ca_file is None:
+            return {}
+        return {"sslmode": "verify-full", "sslrootcert": str(self.ca_file)}
+
+    def _make_certificates(self) -> None:
+        """A throwaway CA and a server certificate for 127.0.0.1 / localhost (trustme)."""
+        try:
+            import trustme
+        except ImportError:
+            raise RuntimeError(
+                "LocalCluster(tls=True) needs trustme for its certificates: "
+                "pip install trustme (it is in the dev extra)."
+            ) from None
+        folder = self.base_dir / "tls"
+        folder.mkdir()
+        authority = trustme.CA()
+        server = authority.issue_cert("127.0.0.1", "localhost")
+        authority.cert_pem.write_to_path(str(folder / "ca.crt"))
+        server.private_key_pem.write_to_path(str(folder / "server.key"))
+        server.cert_chain_pems[0].write_to_path(str(folder / "server.crt"))
+        # PostgreSQL refuses a key that others can read.
+        os.chmod(folder / "server.key", 0o600)
+        os.chmod(folder, 0o755)
+        for path in (folder, *folder.iterdir()):
+            _chown_to_postgres(path)
+        self.ca_file = folder / "ca.crt"
+
     # --- nodes ----------------------------------------------------------------
 
     @property
@@ -362,6 +424,11 @@ class LocalCluster:
             conf.write(_SERVER_CONF)
             for key, value in self.server_settings.items():
                 conf.write(f"{key} = '{value}'\n")
+            if self.tls:
+                conf.write(_tls_conf(self.base_dir / "tls"))
+        if self.tls:
+            (node.data_dir / "pg_hba.conf").write_text(_HBA_TLS_ONLY)
+            _chown_to_postgres(node.data_dir / "pg_hba.conf")
         self._start_server(node)
 
     def _server_options(self, node: Node) -> str:
