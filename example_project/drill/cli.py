@@ -84,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=ROOT / "out" / "drill-server.log",
         help="gunicorn's output (out/drill-server.log)",
     )
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="TLS-only nodes (plain TCP refused), reached with sslmode=verify-full and the "
+        "cluster's CA, as on a managed database",
+    )
     parser.add_argument("--plot", type=Path, default=None, help="PNG of the timeline (matplotlib)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     return parser
@@ -203,6 +209,7 @@ def run(args: argparse.Namespace) -> int:
         "concurrency": args.concurrency,
         "workers": args.workers,
         "threads": args.threads,
+        "tls": args.tls,
     }
     stack = Stack(
         engine=args.engine,
@@ -210,6 +217,7 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         threads=args.threads,
         server_log=args.server_log,
+        tls=args.tls,
     )
     with stack, tempfile.TemporaryDirectory(prefix="drill-") as work_dir:
         say("Starting a PostgreSQL primary + standby behind an endpoint proxy ...")
@@ -218,6 +226,7 @@ def run(args: argparse.Namespace) -> int:
         say(
             f"  primary {cluster.primary.name}, standby {standbys}, "
             f"endpoint 127.0.0.1:{stack.endpoint.port}"
+            + (" (TLS only, sslmode=verify-full)" if args.tls else "")
         )
         say("Migrating and seeding the example shop ...")
         stack.migrate_and_seed()
