@@ -72,11 +72,13 @@ class BackendSettings:
     #: Consecutive failed attempts that open the circuit breaker early, even
     #: before ``deadline`` has passed (0: only the deadline opens it).
     breaker_threshold: int = 0
-    #: Seconds between probes while the breaker is open (the first interval;
-    #: it grows with backoff up to ``breaker_max_interval``).
+    #: Seconds between probes while the breaker is open (jittered 25 % down).
+    #: About one probe a second keeps an old outage cheap and brings the site
+    #: back within a second of the database, however long the outage lasted.
     breaker_open_interval: float = 1.0
-    #: Largest interval between probes while the breaker is open.
-    breaker_max_interval: float = 5.0
+    #: Largest interval between probes while the breaker is open (the interval
+    #: doubles from ``breaker_open_interval`` up to this).
+    breaker_max_interval: float = 1.0
     #: libpq options the backend sets unless OPTIONS already has them.
     connect_timeout: int = 2
     keepalives_idle: int = 5
@@ -90,11 +92,20 @@ class BackendSettings:
     #: tcp_user_timeout already notice a dead peer. Set it when a silent network
     #: path must fail within a known time even while data is acknowledged.
     io_timeout: float = 0.0
+    #: A statement that has waited this long for its answer (seconds) triggers
+    #: a liveness check of its server over a fresh connection: is my session
+    #: still running there? Dead, unreachable or replaced: the wait is
+    #: abandoned like a lost connection. Alive: it keeps waiting, however long
+    #: the query runs. 0 turns the check off. Statements quicker than this
+    #: never pay for it.
+    liveness_after: float = 1.0
+    #: Seconds between two liveness checks of one server by this process (one
+    #: check serves every statement waiting on that server).
+    liveness_interval: float = 1.0
     #: The alias must reach a writable primary: a session that lands on a standby
-    #: (read-only) is closed and retried. False for a read-replica alias.
-    read_write: bool = True
-    #: With OPTIONS["pool"], check each connection on checkout (one SELECT 1).
-    pool_check: bool = True
+    #: (read-only) is closed and retried. None (default): True unless OPTIONS
+    #: ``target_session_attrs`` asks for a read-only or standby server.
+    read_write: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -143,8 +154,8 @@ _APP_FIELDS = {f.name: f for f in dataclasses.fields(AppSettings)}
 
 def _coerce(owner: str, name: str, value: Any, default: Any) -> Any:
     """Check ``value`` against the type of ``default``; say how to fix it if wrong."""
-    if isinstance(default, bool):
-        ok = isinstance(value, bool)
+    if isinstance(default, bool) or (default is None and name.lower() == "read_write"):
+        ok = isinstance(value, bool) or value is None
         expected_text = "True or False"
     elif isinstance(default, int):
         ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
@@ -225,9 +236,18 @@ def backend_settings(alias: str, settings_dict: Mapping[str, Any] | None = None)
         raise ImproperlyConfigured(
             f"DATABASES[{alias!r}]['OPTIONS'][{OPTIONS_KEY!r}] must be a dict."
         )
-    return _backend_from(
+    settings_ = _backend_from(
         f"DATABASES[{alias!r}]['OPTIONS'][{OPTIONS_KEY!r}]", per_alias, _backend_defaults()
     )
+    if settings_.read_write is None:
+        wanted = str(options.get("target_session_attrs") or "").lower()
+        read_write = wanted not in _READ_ONLY_SESSION_ATTRS
+        settings_ = dataclasses.replace(settings_, read_write=read_write)
+    return settings_
+
+
+#: target_session_attrs values that ask for a server that need not be a primary.
+_READ_ONLY_SESSION_ATTRS = frozenset({"read-only", "standby", "prefer-standby"})
 
 
 def settings_errors() -> list[str]:

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import enum
 
-from django.db import OperationalError
+from django.db import OperationalError, ProgrammingError
 
 __all__ = [
+    "CommitUnknownError",
     "DatabaseUnavailable",
     "ErrorKind",
     "FailoverError",
     "NestedRetryError",
+    "TransactionLostError",
     "classify",
     "is_availability_error",
+    "is_failover",
     "sqlstate_of",
 ]
 
@@ -34,6 +37,25 @@ class FailoverError(OperationalError):
     def __init__(self, message: str, *, alias: str = "default") -> None:
         super().__init__(message)
         self.alias = alias
+
+
+class TransactionLostError(FailoverError, ProgrammingError):
+    """The connection was lost inside an atomic block; nothing of the transaction was kept.
+
+    Also a :class:`django.db.ProgrammingError`, because that is what Django
+    documents (and its own tests expect) when an atomic block finds its
+    connection gone: "Cannot open a new connection in an atomic block."
+    Code written for stock Django keeps catching it; ours sees a failover.
+    """
+
+
+class CommitUnknownError(FailoverError):
+    """The connection was lost during COMMIT: the transaction may or may not have committed.
+
+    No client can tell which. :func:`~django_pg_resilience.retry.atomic_with_retry`
+    re-runs the unit after this error only when the unit says it is idempotent
+    (``idempotent=True``): otherwise a committed first run would be doubled.
+    """
 
 
 class DatabaseUnavailable(OperationalError):
@@ -66,6 +88,8 @@ class ErrorKind(enum.Enum):
     READ_ONLY = "read_only"
     #: 40001 / 40P01: the transaction may be re-run as a whole.
     TRANSACTION_CONFLICT = "transaction_conflict"
+    #: The connection pool had no connection free in time: load, not an outage.
+    BUSY = "busy"
     #: Bad password, unknown database, bad options: retrying cannot help.
     CONFIGURATION = "configuration"
     #: Anything else (a constraint, a bug in SQL): not ours to handle.
@@ -145,8 +169,8 @@ def _classify_without_sqlstate(exc: BaseException, driver: BaseException) -> Err
     except ImportError:  # pragma: no cover - psycopg[pool] is a dependency
         PoolTimeout = ()  # type: ignore[assignment,misc]
 
-    if isinstance(driver, PoolTimeout):
-        return ErrorKind.CONNECTION
+    if isinstance(driver, PoolTimeout) or isinstance(exc, PoolTimeout):
+        return ErrorKind.BUSY
     if isinstance(driver, psycopg.OperationalError | psycopg.InterfaceError):
         message = str(driver).lower()
         if any(words in message for words in _CONFIGURATION_MESSAGES):
@@ -160,6 +184,18 @@ def _classify_without_sqlstate(exc: BaseException, driver: BaseException) -> Err
     if isinstance(exc, InterfaceError) and "closed" in str(exc).lower():
         return ErrorKind.CONNECTION
     return ErrorKind.OTHER
+
+
+#: The kinds after which a connection is dropped and the server looked for again.
+FAILOVER_KINDS = frozenset({ErrorKind.CONNECTION, ErrorKind.READ_ONLY})
+
+
+def is_failover(exc: BaseException) -> bool:
+    """True when ``exc`` means the connection is lost or landed on a demoted node.
+
+    The one predicate the backend, the breaker and the retry helper share.
+    """
+    return classify(exc) in FAILOVER_KINDS
 
 
 def is_availability_error(exc: BaseException) -> bool:
@@ -188,4 +224,4 @@ def is_availability_error(exc: BaseException) -> bool:
         DjangoOperationalError | InterfaceError | psycopg.OperationalError | psycopg.InterfaceError,
     ):
         return False
-    return classify(exc) in (ErrorKind.CONNECTION, ErrorKind.READ_ONLY)
+    return is_failover(exc)

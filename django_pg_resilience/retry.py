@@ -22,8 +22,11 @@ the alias's (``deadline``, ``max_attempts``, backoff with full jitter).
 
 A re-run is safe because the failed attempt's transaction left nothing behind,
 with one exception no client can rule out: a connection lost *during COMMIT*
-(the commit may have landed). Make such units idempotent, e.g. with a unique
-key, when a duplicate would matter.
+(the commit may have landed), raised as
+:class:`~django_pg_resilience.errors.CommitUnknownError`. That one is re-run
+only when the unit says it is idempotent (``idempotent=True``: it records a
+unique key, say, so a second run after a landed commit changes nothing);
+otherwise it reaches the caller.
 
 Inside an outer atomic block it raises
 :class:`~django_pg_resilience.errors.NestedRetryError`: the outer transaction is
@@ -43,6 +46,7 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 from django_pg_resilience import conf, signals, stats
 from django_pg_resilience.backoff import RetryPolicy
 from django_pg_resilience.errors import (
+    CommitUnknownError,
     DatabaseUnavailable,
     ErrorKind,
     NestedRetryError,
@@ -76,6 +80,7 @@ def _run(
     alias: str,
     deadline: float | None,
     max_attempts: int | None,
+    idempotent: bool,
     sleep: Callable[[float], None],
     *args: P.args,
     **kwargs: P.kwargs,
@@ -94,6 +99,8 @@ def _run(
         except DatabaseError as exc:
             if isinstance(exc, DatabaseUnavailable) or classify(exc) not in _RETRIED_KINDS:
                 raise  # not retryable, or the breaker already waited the deadline out
+            if isinstance(exc, CommitUnknownError) and not idempotent:
+                raise  # the first run may have committed: running it again could double it
             attempt = budget.failures + 1
             delay = budget.next_delay()
             if delay is None:
@@ -150,6 +157,7 @@ def atomic_with_retry(
     using: str | None = None,
     deadline: float | None = None,
     max_attempts: int | None = None,
+    idempotent: bool = False,
 ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
 
 
@@ -161,6 +169,7 @@ def atomic_with_retry(
     using: str | None = None,
     deadline: float | None = None,
     max_attempts: int | None = None,
+    idempotent: bool = False,
 ) -> Callable[P, R]: ...
 
 
@@ -171,13 +180,15 @@ def atomic_with_retry(
     using: str | None = None,
     deadline: float | None = None,
     max_attempts: int | None = None,
+    idempotent: bool = False,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Any:
     """Run ``func`` in ``transaction.atomic(using=...)``; re-run it on failover-class errors.
 
     Use it as ``@atomic_with_retry``, ``@atomic_with_retry(using="x")`` or
     ``atomic_with_retry(func, using="x")(*args)``. ``deadline`` and
-    ``max_attempts`` default to the alias's settings. Raises
+    ``max_attempts`` default to the alias's settings. ``idempotent=True`` also
+    re-runs the unit after :class:`CommitUnknownError`. Raises
     :class:`NestedRetryError` when called inside an atomic block on ``using``.
     """
 
@@ -185,7 +196,7 @@ def atomic_with_retry(
         @functools.wraps(function)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             alias = using or DEFAULT_DB_ALIAS
-            return _run(function, alias, deadline, max_attempts, sleep, *args, **kwargs)
+            return _run(function, alias, deadline, max_attempts, idempotent, sleep, *args, **kwargs)
 
         return wrapper
 

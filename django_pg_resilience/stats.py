@@ -33,6 +33,21 @@ METRICS: dict[str, tuple[str, str, str]] = {
     "retries_exhausted": ("counter", "Operations that gave up retrying.", "alias"),
     "failover_errors": ("counter", "FailoverError raised to callers.", "alias"),
     "unavailable_errors": ("counter", "DatabaseUnavailable raised to callers.", "alias"),
+    "pool_timeouts": (
+        "counter",
+        "Pool checkouts that timed out: the pool was busy (load, not an outage).",
+        "alias",
+    ),
+    "liveness_checks": (
+        "counter",
+        "Out-of-band checks that a long-waiting statement's server is still alive.",
+        "alias",
+    ),
+    "silent_peer_aborts": (
+        "counter",
+        "Statements abandoned because their server was found dead, replaced or silent.",
+        "alias",
+    ),
     "breaker_open": ("gauge", "1 while the circuit breaker is open.", "alias"),
     "breaker_opened": ("counter", "Times the circuit breaker opened.", "alias"),
     "unavailable_responses": ("counter", "503 responses sent by the middleware.", "alias"),

@@ -2,19 +2,28 @@
 
 ``DATABASES[alias]["ENGINE"] = "django_pg_resilience.backend"``. It is Django's
 postgresql backend (psycopg 3) with a few hooks overridden, the way PostGIS
-extends it:
+extends it. The behaviour lives in :class:`ResilientDatabaseWrapperMixin`, so
+it composes with other postgresql-based backends (see
+``django_pg_resilience.backend.postgis``, or django-tenants'
+``ORIGINAL_BACKEND``):
 
-* :meth:`DatabaseWrapper.get_connection_params`: drops ``OPTIONS["resilience"]``
-  and adds safe libpq defaults the user did not set (``connect_timeout``,
-  keepalives, ``tcp_user_timeout``, ``target_session_attrs=read-write`` for a
-  multi-host HOST).
-* :meth:`DatabaseWrapper.get_new_connection`: connects through the alias's
-  circuit breaker (retry with backoff and full jitter, bounded by ``deadline``);
-  a configuration error (bad password, unknown database) fails at once.
-* :meth:`DatabaseWrapper.ensure_connection`: a connection found closed is
-  replaced outside a transaction; inside one, :class:`FailoverError`.
-* :meth:`DatabaseWrapper.make_cursor`: statements recover from a lost or
-  demoted connection (see :mod:`.cursor`).
+* :meth:`get_connection_params`: drops ``OPTIONS["resilience"]`` and adds safe
+  libpq defaults the user did not set (``connect_timeout``, keepalives,
+  ``tcp_user_timeout``, ``target_session_attrs=read-write`` for a multi-host
+  HOST).
+* Connecting: through the alias's circuit breaker (retry with backoff and full
+  jitter), bounded by one budget per operation (:mod:`.operation`); a
+  configuration error (bad password, unknown database) fails at once. Django's
+  own ``get_new_connection`` runs unchanged: it connects through
+  ``self.Database``, which here is psycopg with a breaker-paced ``connect``.
+* :meth:`ensure_connection`: a connection found closed, or opened before an
+  outage the breaker knows of, is replaced outside a transaction; inside one,
+  :class:`~django_pg_resilience.errors.TransactionLostError`.
+* Cursors: statements recover from a lost or demoted connection (see
+  :mod:`.cursor`); a statement whose server went silent is abandoned (see
+  :mod:`.connection` and :mod:`.liveness`).
+* ``OPTIONS["pool"]``: Django's pool, where a busy pool is load and not an
+  outage (see :mod:`.pool`).
 """
 
 from __future__ import annotations
@@ -27,30 +36,32 @@ from typing import Any
 
 import psycopg
 from django.core.exceptions import ImproperlyConfigured
-from django.db import DatabaseError, OperationalError, ProgrammingError
+from django.db import DatabaseError, OperationalError
 from django.db.backends.base.base import NO_DB_ALIAS
 from django.db.backends.postgresql import base as postgresql
-from django.db.backends.postgresql.psycopg_any import IsolationLevel, is_psycopg3
+from django.db.backends.postgresql.psycopg_any import is_psycopg3
 from django.utils.asyncio import async_unsafe
 
 from django_pg_resilience import conf, signals, stats
-from django_pg_resilience.backend import identity
+from django_pg_resilience.backend import identity, operation
 from django_pg_resilience.backend.connection import ResilientConnection
 from django_pg_resilience.backend.cursor import (
     ResilientCursorDebugWrapper,
     ResilientCursorWrapper,
 )
+from django_pg_resilience.backend.liveness import ConnectionWatch
 from django_pg_resilience.backoff import RetryPolicy
 from django_pg_resilience.breaker import BreakerSettings, breaker_for
 from django_pg_resilience.errors import (
+    CommitUnknownError,
     DatabaseUnavailable,
     ErrorKind,
-    FailoverError,
+    TransactionLostError,
     classify,
-    sqlstate_of,
+    is_failover,
 )
 
-__all__ = ["DatabaseWrapper", "ReadOnlySession"]
+__all__ = ["DatabaseWrapper", "ReadOnlySession", "ResilientDatabaseWrapperMixin"]
 
 #: Aliases whose pool must be drained at the next checkout (a failover was
 #: detected on a connection the pool opened).
@@ -71,21 +82,58 @@ _CONFIGURATION_HINTS = (
     ("invalid", "fix the connection options in OPTIONS"),
 )
 
+_LOST_IN_TRANSACTION = (
+    "Cannot open a new connection in an atomic block. The connection to database {alias!r} "
+    "was lost inside a transaction; nothing of the transaction was kept. Retry the whole "
+    "unit of work (see django_pg_resilience.retry.atomic_with_retry)."
+)
 
-def _is_retryable_connect_error(exc: BaseException) -> bool:
-    return classify(exc) in (ErrorKind.CONNECTION, ErrorKind.READ_ONLY)
+
+class _BreakerPacedDriver:
+    """psycopg, as Django's wrapper sees it, but ``connect`` goes through the breaker.
+
+    Django's ``get_new_connection`` connects with ``self.Database.connect``;
+    standing in for the module there keeps Django's body (isolation level,
+    pool checkout) instead of a copy of it.
+    """
+
+    def __init__(self, wrapper: ResilientDatabaseWrapperMixin) -> None:
+        self._wrapper = wrapper
+
+    def connect(self, **conn_params: Any) -> Any:
+        return self._wrapper._connect_through_breaker(conn_params)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(psycopg, name)
 
 
-class DatabaseWrapper(postgresql.DatabaseWrapper):
-    """Django's postgresql DatabaseWrapper that reconnects, retries where safe and fails fast."""
+class ResilientDatabaseWrapperMixin:
+    """The failover behaviour, for any subclass of Django's postgresql DatabaseWrapper.
+
+    ``class DatabaseWrapper(ResilientDatabaseWrapperMixin, postgis.DatabaseWrapper)``
+    """
+
+    alias: str
+    settings_dict: dict[str, Any]
+    connection: Any
+    in_atomic_block: bool
+    closed_in_transaction: bool
+    needs_rollback: bool
+    errors_occurred: bool
+    autocommit: bool
+    Database: Any
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.Database = _BreakerPacedDriver(self)
         self._resilience: conf.BackendSettings | None = None
         # Set when the connection was lost: the next connect reports a
         # reconnect and reads the server identity (failover detection).
         self._lost_at: float | None = None
         self._attempts = 0
+        #: Why the current session holds state a fresh one would not (a SET,
+        #: a temporary table...), or None. A read is not replayed elsewhere then.
+        self.session_state: str | None = None
 
     # --- settings --------------------------------------------------------
 
@@ -107,10 +155,18 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
             jitter=settings.jitter,
         )
 
+    def breaker_settings(self) -> BreakerSettings:
+        settings = self.resilience
+        return BreakerSettings(
+            open_interval=settings.breaker_open_interval,
+            max_interval=max(settings.breaker_max_interval, settings.breaker_open_interval),
+            threshold=settings.breaker_threshold,
+        )
+
     def get_connection_params(self) -> dict[str, Any]:
         # super() copies OPTIONS into the params, so ours are removed from the
         # copy: the shared settings dict is never mutated (threads race on it).
-        params = super().get_connection_params()
+        params: dict[str, Any] = super().get_connection_params()  # type: ignore[misc]
         params.pop(conf.OPTIONS_KEY, None)
         self._resilience = conf.backend_settings(self.alias, self.settings_dict)
         settings = self._resilience
@@ -130,43 +186,27 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
     def connect(self) -> None:
         # A connection can die between being opened and being set up (autocommit,
         # time zone, role): that is one more failed attempt, not the caller's error.
-        budget = self.retry_policy().start()
-        while True:
-            try:
-                super().connect()
-                return
-            except Exception as exc:
-                if isinstance(exc, DatabaseUnavailable) or not _is_retryable_connect_error(exc):
-                    raise
-                delay = None if self.connection is None else budget.next_delay()
-                if delay is None:
-                    raise
-                self.connection_failed()
-                # The breaker saw a successful connect, so it would not pace this.
-                time.sleep(delay)
+        with operation.recovery(self.retry_policy()) as budget:
+            while True:
+                try:
+                    super().connect()  # type: ignore[misc]
+                    return
+                except Exception as exc:
+                    if isinstance(exc, DatabaseUnavailable) or not is_failover(exc):
+                        raise
+                    delay = None if self.connection is None else budget.next_delay()
+                    if delay is None:
+                        raise
+                    self.connection_failed()
+                    # The breaker saw a successful connect, so it would not pace this.
+                    time.sleep(delay)
 
     @async_unsafe
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
         if not is_psycopg3:
             raise ImproperlyConfigured("django_pg_resilience.backend requires psycopg 3.")
-        settings = self.resilience
-        breaker_settings = BreakerSettings(
-            open_interval=settings.breaker_open_interval,
-            max_interval=settings.breaker_max_interval,
-            threshold=settings.breaker_threshold,
-        )
-        self._attempts = 0
-        try:
-            connection = breaker_for(self.alias).call(
-                partial(self._connect_once, conn_params),
-                self.retry_policy(),
-                is_retryable=_is_retryable_connect_error,
-                settings=breaker_settings,
-            )
-        except psycopg.Error as exc:
-            if classify(exc) is ErrorKind.CONFIGURATION:
-                raise self._configuration_error(exc) from exc
-            raise
+        self.session_state = None
+        connection = super().get_new_connection(conn_params)  # type: ignore[misc]
         if self._lost_at is not None:
             stats.increment("reconnects", self.alias)
             signals.reconnected.send(
@@ -178,51 +218,78 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
             self._lost_at = None
         return connection
 
+    def _connect_through_breaker(self, conn_params: dict[str, Any]) -> Any:
+        self._attempts = 0
+        budget = operation.current() or self.retry_policy().start()
+        try:
+            return breaker_for(self.alias).call(
+                partial(self._connect_once, conn_params),
+                budget,
+                is_retryable=is_failover,
+                settings=self.breaker_settings(),
+            )
+        except psycopg.Error as exc:
+            if classify(exc) is ErrorKind.CONFIGURATION:
+                raise self._configuration_error(exc) from exc
+            raise
+
     def _connect_once(self, conn_params: dict[str, Any], timeout: float) -> Any:
         """One connection attempt (psycopg errors propagate to the breaker)."""
         stats.increment("connect_attempts", self.alias)
         self._attempts += 1
-        settings = self.resilience
-        options = self.settings_dict["OPTIONS"]
-        isolation_level = options.get("isolation_level")
-        if isolation_level is None:
-            self.isolation_level = IsolationLevel.READ_COMMITTED
-        else:
-            try:
-                self.isolation_level = IsolationLevel(isolation_level)
-            except ValueError:
-                raise ImproperlyConfigured(
-                    f"Invalid transaction isolation level {isolation_level} "
-                    f"specified. Use one of the psycopg.IsolationLevel values."
-                ) from None
-        pool = getattr(self, "pool", None)  # Django < 5.1 has no pool
-        if pool is not None:
-            pool.open()
-            if _pools_to_drain.pop(self.alias, False):
-                self._discard_pooled_connections()
-            connection = pool.getconn(timeout=max(timeout, 0.05))
-        else:
-            connection = ResilientConnection.connect(**conn_params)
+        connection = ResilientConnection.connect(**conn_params)
         try:
-            if isinstance(connection, ResilientConnection):
-                connection.io_timeout = settings.io_timeout or None
-            if settings.read_write and _is_read_only(connection):
-                raise ReadOnlySession(
-                    f"Database {self.alias!r}: the server is read-only (a standby); "
-                    "a read-write primary is wanted."
-                )
-            lost_at = self._lost_at
-            check_identity = not identity.has_baseline(self.alias) or (
-                lost_at is not None and not identity.observed_since(self.alias, lost_at)
-            )
-            if check_identity and identity.observe(self.alias, identity.read_identity(connection)):
-                self._discard_pooled_connections()
+            self._check_new_connection(connection)
         except BaseException:
             self._drop(connection)
             raise
-        if isolation_level is not None:
-            connection.isolation_level = self.isolation_level
+        lost_at = self._lost_at
+        if not identity.has_baseline(self.alias) or (
+            lost_at is not None and not identity.observed_since(self.alias, lost_at)
+        ):
+            self._observe_identity(connection)
         return connection
+
+    def _check_new_connection(self, connection: Any) -> None:
+        """Refuse a standby where a primary is wanted; arm the silent-peer watch."""
+        settings = self.resilience
+        if settings.read_write and _is_read_only(connection):
+            raise ReadOnlySession(
+                f"Database {self.alias!r}: the server is read-only (a standby); "
+                "a read-write primary is wanted."
+            )
+        if isinstance(connection, ResilientConnection):
+            connection.io_timeout = settings.io_timeout or None
+            connection.watch = self._watch()
+
+    def _watch(self) -> ConnectionWatch:
+        settings = self.resilience
+        params = self.get_connection_params()
+        params.pop("cursor_factory", None)
+        params.pop("context", None)
+        params["autocommit"] = True
+
+        def connect(timeout: float) -> psycopg.Connection[Any]:
+            bounded = {
+                **params,
+                "connect_timeout": max(int(min(settings.connect_timeout, timeout)), 2),
+            }
+            return psycopg.Connection.connect(**bounded)
+
+        return ConnectionWatch(
+            alias=self.alias,
+            opened_at=time.monotonic(),
+            liveness_after=settings.liveness_after,
+            liveness_interval=settings.liveness_interval,
+            connect=connect,
+            epoch=identity.epoch(self.alias),
+        )
+
+    def _observe_identity(self, connection: Any) -> None:
+        if identity.observe(self.alias, identity.read_identity(connection)):
+            self._discard_pooled_connections()
+            if isinstance(connection, ResilientConnection) and connection.watch is not None:
+                connection.watch.epoch = identity.epoch(self.alias)
 
     def _configuration_error(self, exc: psycopg.Error) -> OperationalError:
         """The driver's words (no password in them), plus what to fix."""
@@ -250,11 +317,26 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
         pool = pools.get(self.alias)
         if pool is None:
             return
-        drain = getattr(pool, "drain", None)
         with contextlib.suppress(Exception):
-            drain() if drain is not None else pool.check()
+            pool.drain()
 
     # --- losing a connection ----------------------------------------------
+
+    def failover_kind(self, exc: BaseException) -> ErrorKind | None:
+        """What ``exc`` means for this connection: a lost connection, a demoted node, or None.
+
+        25006 (read-only transaction) means "this node was demoted" only when
+        the session is on a read-only server; an application's own ``SET
+        TRANSACTION READ ONLY`` raises it too, and is the caller's error.
+        """
+        kind = classify(exc)
+        if kind is ErrorKind.CONNECTION:
+            return kind
+        if kind is ErrorKind.READ_ONLY:
+            raw = self.connection
+            if raw is None or raw.closed or _server_read_only(raw) is not False:
+                return kind
+        return None
 
     def connection_failed(self, *, read_only: bool = False) -> None:
         """Discard the current connection after a failover-class error.
@@ -280,44 +362,51 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
 
     @async_unsafe
     def ensure_connection(self) -> None:
+        # Django's body (four lines) rather than super(): code that patches
+        # BaseDatabaseWrapper.ensure_connection to call the bound method back
+        # (Django's own test utilities do) must not recurse through us.
         connection = self.connection
-        if connection is not None:
-            if not connection.closed and _has_input(connection):
-                _consume_input(connection)
-            if connection.closed and not self.closed_in_transaction:
-                in_transaction = self.in_atomic_block
-                self.connection_failed()
-                if in_transaction:
-                    raise self._failover_in_transaction()
-        elif self.in_atomic_block and self.closed_in_transaction:
-            raise self._failover_in_transaction()
-        try:
-            super().ensure_connection()
-        except ProgrammingError as exc:
+        if (
+            connection is not None
+            and not self.closed_in_transaction
+            and (_found_broken(connection) or self._predates_outage(connection))
+        ):
+            in_transaction = self.in_atomic_block
+            self.connection_failed()
+            if in_transaction:
+                raise self.transaction_lost()
+        if self.connection is None:
             if self.in_atomic_block and self.closed_in_transaction:
-                raise self._failover_in_transaction() from exc
-            raise
+                raise self.transaction_lost()
+            with self.wrap_database_errors:  # type: ignore[attr-defined]
+                self.connect()
 
-    def _failover_in_transaction(self) -> FailoverError:
+    def _predates_outage(self, connection: Any) -> bool:
+        """The breaker knows of an outage that began after this connection was opened."""
+        outage_since = breaker_for(self.alias).outage_since
+        if outage_since is None:
+            return False
+        watch = getattr(connection, "watch", None)
+        return watch is not None and outage_since >= watch.opened_at
+
+    def transaction_lost(self) -> TransactionLostError:
+        """The error for a connection lost inside an atomic block (counted)."""
         stats.increment("failover_errors", self.alias)
-        return FailoverError(
-            f"The connection to database {self.alias!r} was lost inside a transaction; "
-            "nothing of the transaction was kept. Retry the whole unit of work.",
-            alias=self.alias,
-        )
+        return TransactionLostError(_LOST_IN_TRANSACTION.format(alias=self.alias), alias=self.alias)
 
     def _commit(self) -> None:
         try:
             return super()._commit()  # type: ignore[misc]
         except DatabaseError as exc:
-            if classify(exc) not in (ErrorKind.CONNECTION, ErrorKind.READ_ONLY):
+            kind = self.failover_kind(exc)
+            if kind is None:
                 raise
-            self.connection_failed(read_only=sqlstate_of(exc) == "25006")
+            self.connection_failed(read_only=kind is ErrorKind.READ_ONLY)
             # Atomic.__exit__ drops a connection closed in its transaction
             # instead of reconnecting to restore autocommit.
             self.closed_in_transaction = True
             stats.increment("failover_errors", self.alias)
-            raise FailoverError(
+            raise CommitUnknownError(
                 f"The connection to database {self.alias!r} was lost during COMMIT; "
                 "the transaction may or may not have been committed.",
                 alias=self.alias,
@@ -341,15 +430,32 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
         connection. The pool is drained by the next checkout, outside the
         pool's worker thread.
         """
+        self._check_new_connection(connection)
         self._configure_connection(connection)  # type: ignore[attr-defined]
         if identity.observe(self.alias, identity.read_identity(connection)):
             _pools_to_drain[self.alias] = True
+        if connection.watch is not None:
+            connection.watch.epoch = identity.epoch(self.alias)
+
+    def _found_broken_in_pool(self, connection: Any) -> bool:
+        if _pools_to_drain.pop(self.alias, False):
+            self._discard_pooled_connections()
+        return _found_broken(connection) or self._predates_outage(connection)
+
+    def _probe_directly(self, timeout: float) -> None:
+        params = self.get_connection_params()
+        self._connect_once(params, timeout).close()
+
+    def _replace_pool(self, old: Any) -> Any:
+        from django_pg_resilience.backend.pool import replace_pool
+
+        return replace_pool(self._connection_pools, old, lambda: self.pool)  # type: ignore[attr-defined]
 
     if hasattr(postgresql.DatabaseWrapper, "pool"):
 
         @property
         def pool(self) -> Any:
-            """Django's pool, opening our connection class, with checks on checkout by default."""
+            """Django's pool (its own code, with our pool and connection classes)."""
             pool_options = self.settings_dict["OPTIONS"].get("pool")
             if self.alias == NO_DB_ALIAS or not pool_options:
                 return None
@@ -357,30 +463,32 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
             if self.alias not in pools:
                 if self.settings_dict.get("CONN_MAX_AGE", 0) != 0:
                     raise ImproperlyConfigured("Pooling doesn't support persistent connections.")
-                try:
-                    from psycopg_pool import ConnectionPool
-                except ImportError as err:
-                    raise ImproperlyConfigured(
-                        "Error loading psycopg_pool module.\nDid you install psycopg[pool]?"
-                    ) from err
+                from django_pg_resilience.backend.pool import ResilientConnectionPool
+
                 options = {} if pool_options is True else dict(pool_options)
                 options.setdefault("connection_class", ResilientConnection)
-                check_on_checkout = (
-                    self.settings_dict["CONN_HEALTH_CHECKS"] or self.resilience.pool_check
-                )
-                options.setdefault(
-                    "check", ConnectionPool.check_connection if check_on_checkout else None
-                )
+                enable_checks = self.settings_dict["CONN_HEALTH_CHECKS"]
                 connect_kwargs = self.get_connection_params()
                 connect_kwargs["autocommit"] = True
-                pool = ConnectionPool(
+                pool = ResilientConnectionPool(
                     kwargs=connect_kwargs,
                     open=False,
                     configure=self._configure_pooled_connection,
+                    check=ResilientConnectionPool.check_connection if enable_checks else None,
+                    alias=self.alias,
+                    policy=self.retry_policy(),
+                    breaker_settings=self.breaker_settings(),
+                    probe=self._probe_directly,
+                    replace=self._replace_pool,
+                    found_broken=self._found_broken_in_pool,
                     **options,
                 )
                 pools.setdefault(self.alias, pool)
             return pools[self.alias]
+
+
+class DatabaseWrapper(ResilientDatabaseWrapperMixin, postgresql.DatabaseWrapper):
+    """Django's postgresql DatabaseWrapper that reconnects, retries where safe and fails fast."""
 
 
 def _is_read_only(connection: Any) -> bool:
@@ -389,26 +497,37 @@ def _is_read_only(connection: Any) -> bool:
     return "on" in (status("in_hot_standby"), status("default_transaction_read_only"))
 
 
-def _has_input(connection: Any) -> bool:
-    """True when an idle connection has something to read: usually EOF or RST.
+def _server_read_only(connection: Any) -> bool | None:
+    """Whether the session's server is read-only (None: the server does not say)."""
+    status = connection.info.parameter_status
+    hot_standby = status("in_hot_standby")
+    if hot_standby is None:
+        return None  # before PostgreSQL 14: assume the worst, a demotion
+    return "on" in (hot_standby, status("default_transaction_read_only"))
+
+
+def _found_broken(connection: Any) -> bool:
+    """True when an idle connection turned out closed (EOF or RST arrived).
 
     A server that died (or a proxy that dropped us) while the connection sat
     idle is only noticed by psycopg when a statement is sent, and then the
     statement's fate is unknown. One non-blocking poll before use (about a
     microsecond) finds it first, so the statement goes to a new connection.
     """
+    if connection.closed:
+        return True
     try:
         fd = connection.pgconn.socket
         if fd < 1024:  # select() cannot watch higher descriptors (FD_SETSIZE)
-            return bool(select.select((fd,), (), (), 0)[0])
-        poller = select.poll()
-        poller.register(fd, select.POLLIN)
-        return bool(poller.poll(0))
+            readable = bool(select.select((fd,), (), (), 0)[0])
+        else:
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            readable = bool(poller.poll(0))
     except (OSError, ValueError, psycopg.Error):
         return False
-
-
-def _consume_input(connection: Any) -> None:
-    """Let libpq read what arrived; on EOF it marks the connection bad (closed)."""
-    with contextlib.suppress(psycopg.Error):
-        connection.pgconn.consume_input()
+    if readable:
+        # Let libpq read what arrived; on EOF it marks the connection bad (closed).
+        with contextlib.suppress(psycopg.Error):
+            connection.pgconn.consume_input()
+    return bool(connection.closed)

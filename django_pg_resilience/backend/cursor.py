@@ -1,14 +1,20 @@
 """Cursor wrappers that recover a statement from a lost connection when it is safe.
 
-Rules (issue 3):
+Rules:
 
 * Outside a transaction (autocommit), after a reconnect, a statement is re-run
   only when that is safe: it is a read (see :mod:`.statements`), or the failure
   proves it never ran (the connection was found closed before sending, or the
   server refused it with 25006 because it is a standby now).
+* A read is not re-run on a fresh session when the lost session held state the
+  read may depend on (a ``SET``, ``search_path``, a temporary table, a prepared
+  statement, ``LISTEN``, a session advisory lock): the new session would not
+  have it, so :class:`FailoverError` instead.
 * A write whose fate is unknown is never replayed: :class:`FailoverError`.
 * Inside a transaction nothing is replayed: the connection is marked unusable
-  and :class:`FailoverError` is raised.
+  and :class:`TransactionLostError` is raised.
+* Replays back off between reconnects (the alias's policy, full jitter) and
+  spend the operation's one budget (:mod:`.operation`).
 
 Django's ``wrap_database_errors`` still translates every driver error; this
 wrapper only looks at what comes out of it.
@@ -16,6 +22,7 @@ wrapper only looks at what comes out of it.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from django.db import DatabaseError
@@ -23,15 +30,14 @@ from django.db.backends.postgresql.base import CursorDebugWrapper
 from django.db.backends.utils import CursorWrapper
 
 from django_pg_resilience import stats
-from django_pg_resilience.backend.statements import is_read_statement
-from django_pg_resilience.errors import ErrorKind, FailoverError, classify
+from django_pg_resilience.backend import operation
+from django_pg_resilience.backend.statements import is_read_statement, session_state_change
+from django_pg_resilience.errors import ErrorKind, FailoverError
 
 if TYPE_CHECKING:
-    from django_pg_resilience.backend.base import DatabaseWrapper
+    from django_pg_resilience.backend.base import ResilientDatabaseWrapperMixin
 
 __all__ = ["ResilientCursorDebugWrapper", "ResilientCursorWrapper"]
-
-_RECOVERABLE = (ErrorKind.CONNECTION, ErrorKind.READ_ONLY)
 
 # psycopg raises this before sending anything when the connection is already closed.
 _NOT_SENT_MESSAGE = "the connection is closed"
@@ -44,83 +50,96 @@ def _never_ran(exc: BaseException, kind: ErrorKind) -> bool:
     return str(cause).startswith(_NOT_SENT_MESSAGE)
 
 
+def _failover_error(alias: str, message: str) -> FailoverError:
+    stats.increment("failover_errors", alias)
+    return FailoverError(message, alias=alias)
+
+
 class ResilientCursorWrapper(CursorWrapper):
     """Django's CursorWrapper, plus recovery from a lost or demoted connection."""
 
-    db: DatabaseWrapper
+    db: ResilientDatabaseWrapperMixin
 
     def _execute(self, sql: Any, params: Any, *ignored_wrapper_args: Any) -> Any:
         try:
-            return super()._execute(sql, params, *ignored_wrapper_args)  # type: ignore[misc]
+            result = super()._execute(sql, params, *ignored_wrapper_args)  # type: ignore[misc]
         except DatabaseError as exc:
-            kind = classify(exc)
-            if kind not in _RECOVERABLE:
+            kind = self.db.failover_kind(exc)
+            if kind is None:
                 raise
             return self._recover(exc, kind, sql, params, many=False)
+        self._note_session_state(sql)
+        return result
 
     def _executemany(self, sql: Any, param_list: Any, *ignored_wrapper_args: Any) -> Any:
         try:
-            return super()._executemany(sql, param_list, *ignored_wrapper_args)  # type: ignore[misc]
+            result = super()._executemany(sql, param_list, *ignored_wrapper_args)  # type: ignore[misc]
         except DatabaseError as exc:
-            kind = classify(exc)
-            if kind not in _RECOVERABLE:
+            kind = self.db.failover_kind(exc)
+            if kind is None:
                 raise
             return self._recover(exc, kind, sql, param_list, many=True)
+        self._note_session_state(sql)
+        return result
+
+    def _note_session_state(self, sql: Any) -> None:
+        if isinstance(sql, str) and self.db.session_state is None:
+            self.db.session_state = session_state_change(sql)
 
     def _recover(self, exc: Exception, kind: ErrorKind, sql: Any, params: Any, many: bool) -> Any:
         db = self.db
         alias = db.alias
         in_transaction = db.in_atomic_block or not db.autocommit
+        session_state = db.session_state
         db.connection_failed(read_only=kind is ErrorKind.READ_ONLY)
         if in_transaction:
-            stats.increment("failover_errors", alias)
-            raise FailoverError(
-                f"The connection to database {alias!r} was lost inside a transaction; "
-                "nothing of the transaction was kept. Retry the whole unit of work "
-                "(see django_pg_resilience.retry.atomic_with_retry).",
-                alias=alias,
+            raise db.transaction_lost() from exc
+        if session_state is not None:
+            raise _failover_error(
+                alias,
+                f"The connection to database {alias!r} was lost, and its session had state "
+                f"({session_state}) a new session would not have; the statement was not "
+                "re-run.",
             ) from exc
         settings = db.resilience
         safe = _never_ran(exc, kind) or (
             not many and settings.retry_reads and isinstance(sql, str) and is_read_statement(sql)
         )
         if not safe or getattr(self.cursor, "name", None):
-            stats.increment("failover_errors", alias)
-            raise FailoverError(
+            raise _failover_error(
+                alias,
                 f"The connection to database {alias!r} was lost while a write was in "
                 "flight; it may or may not have been applied, so it was not re-run.",
-                alias=alias,
             ) from exc
-        return self._replay(exc, sql, params, many)
+        with operation.recovery(db.retry_policy()) as budget:
+            return self._replay(budget, sql, params, many)
 
-    def _replay(self, first_error: Exception, sql: Any, params: Any, many: bool) -> Any:
+    def _replay(self, budget: Any, sql: Any, params: Any, many: bool) -> Any:
         db = self.db
-        budget = db.retry_policy().start()
-        error: Exception = first_error
         while True:
             stats.increment("retries", db.alias)
             # Connecting goes through the breaker: it waits for the outage within
-            # the alias's deadline or raises DatabaseUnavailable.
+            # the operation's budget or raises DatabaseUnavailable.
             db.ensure_connection()
-            with db.wrap_database_errors:
-                self.cursor = db.create_cursor()
+            with db.wrap_database_errors:  # type: ignore[attr-defined]
+                self.cursor = db.create_cursor()  # type: ignore[attr-defined]
             try:
                 if many:
                     return super()._executemany(sql, params)  # type: ignore[misc]
                 return super()._execute(sql, params)  # type: ignore[misc]
             except DatabaseError as exc:
-                kind = classify(exc)
-                if kind not in _RECOVERABLE:
+                kind = db.failover_kind(exc)
+                if kind is None:
                     raise
                 db.connection_failed(read_only=kind is ErrorKind.READ_ONLY)
-                error = exc
-                if budget.next_delay() is None:
-                    stats.increment("failover_errors", db.alias)
-                    raise FailoverError(
+                delay = budget.next_delay()
+                if delay is None:
+                    raise _failover_error(
+                        db.alias,
                         f"A read on database {db.alias!r} failed again after "
                         f"{budget.failures} reconnects; giving up.",
-                        alias=db.alias,
-                    ) from error
+                    ) from exc
+                time.sleep(delay)
 
 
 class ResilientCursorDebugWrapper(CursorDebugWrapper, ResilientCursorWrapper):

@@ -23,6 +23,7 @@ from django_pg_resilience import signals, stats
 
 __all__ = [
     "ServerIdentity",
+    "epoch",
     "forget",
     "has_baseline",
     "observe",
@@ -81,9 +82,16 @@ def read_identity(connection: psycopg.Connection[Any]) -> ServerIdentity | None:
 
 
 _known: dict[str, ServerIdentity] = {}
+#: Bumped for an alias each time its server is seen to change.
+_epochs: dict[str, int] = {}
 #: When (time.monotonic()) an identity was last read for each alias.
 _observed_at: dict[str, float] = {}
 _lock = threading.Lock()
+
+
+def epoch(alias: str) -> int:
+    """A number that changes each time a failover of ``alias`` is detected."""
+    return _epochs.get(alias, 0)
 
 
 def has_baseline(alias: str) -> bool:
@@ -118,8 +126,9 @@ def observe(alias: str, identity: ServerIdentity | None) -> ServerIdentity | Non
             return None
         _known[alias] = identity
         _observed_at[alias] = time.monotonic()
-    if previous is None or previous == identity:
-        return None
+        if previous is None or previous == identity:
+            return None
+        _epochs[alias] = _epochs.get(alias, 0) + 1
     stats.increment("failovers", alias)
     logger.warning(
         "Failover detected on database %r: server changed from %s to %s.",
@@ -139,9 +148,11 @@ def forget(alias: str | None = None) -> None:
         if alias is None:
             _known.clear()
             _observed_at.clear()
+            _epochs.clear()
         else:
             _known.pop(alias, None)
             _observed_at.pop(alias, None)
+            _epochs.pop(alias, None)
 
 
 def _describe(identity: ServerIdentity) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import re
 
-__all__ = ["is_read_statement"]
+__all__ = ["is_read_statement", "session_state_change"]
 
 _COMMENTS = re.compile(r"--[^\n]*|/\*.*?\*/", re.DOTALL)
 _READ_START = re.compile(r"\s*\(*\s*(select|with|values|show|table)\b", re.IGNORECASE)
@@ -37,3 +37,18 @@ def is_read_statement(sql: str) -> bool:
     if not _READ_START.match(text):
         return False
     return _WRITES.search(text) is None
+
+
+_SESSION_STATE = re.compile(
+    r"^\s*(set\s+(?!(local|constraints|transaction)\b)|reset\b|prepare\b|listen\b|load\b|create\s+(temp|temporary)\b"
+    r"|declare\b.*\bwith\s+hold\b)|\bset_config\s*\(|\bpg_(try_)?advisory_lock",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+@functools.lru_cache(maxsize=512)
+def session_state_change(sql: str) -> str | None:
+    """Why ``sql`` leaves state in the session that a later read may depend on, or None."""
+    text = _COMMENTS.sub(" ", sql)
+    match = _SESSION_STATE.search(text)
+    return None if match is None else " ".join(match.group(0).split()).lower()

@@ -59,7 +59,7 @@ def test_one_caller_probes_while_the_others_wait_and_all_proceed_on_success() ->
 
     def caller() -> None:
         try:
-            results.append(breaker.call(db.connect, policy, is_retryable=retryable))
+            results.append(breaker.call(db.connect, policy.start(), is_retryable=retryable))
         except BaseException as exc:
             errors.append(exc)
 
@@ -94,21 +94,21 @@ def test_an_old_outage_opens_the_circuit_and_callers_fail_fast_until_a_probe_suc
     signals.breaker_closed.connect(lambda **kw: closed.append(kw), weak=False, dispatch_uid="c")
     try:
         with pytest.raises(DatabaseUnavailable):
-            breaker.call(db.connect, policy, is_retryable=retryable, settings=settings)
+            breaker.call(db.connect, policy.start(), is_retryable=retryable, settings=settings)
         assert breaker.state == "open"
         assert len(opened) == 1
         attempts = db.attempts
 
         started = time.perf_counter()
         with pytest.raises(DatabaseUnavailable) as raised:
-            breaker.call(db.connect, policy, is_retryable=retryable, settings=settings)
+            breaker.call(db.connect, policy.start(), is_retryable=retryable, settings=settings)
         assert time.perf_counter() - started < 0.005
         assert db.attempts == attempts
         assert 0 < raised.value.retry_after <= 0.3
 
         db.up.set()
         wait_until(lambda: breaker.retry_after() == 0.0)
-        assert breaker.call(db.connect, policy, is_retryable=retryable, settings=settings)
+        assert breaker.call(db.connect, policy.start(), is_retryable=retryable, settings=settings)
         assert breaker.state == "closed"
         assert len(closed) == 1 and closed[0]["outage"] > 0
     finally:
@@ -122,11 +122,11 @@ def test_a_failed_probe_while_open_pushes_the_next_probe_back() -> None:
     policy = RetryPolicy(deadline=0.1, base=0.01, cap=0.02)
     settings = BreakerSettings(open_interval=0.1, max_interval=1.0)
     with pytest.raises(DatabaseUnavailable):
-        breaker.call(db.connect, policy, is_retryable=retryable, settings=settings)
+        breaker.call(db.connect, policy.start(), is_retryable=retryable, settings=settings)
     wait_until(lambda: breaker.retry_after() == 0.0)
     attempts = db.attempts
     with pytest.raises(DatabaseUnavailable) as raised:
-        breaker.call(db.connect, policy, is_retryable=retryable, settings=settings)
+        breaker.call(db.connect, policy.start(), is_retryable=retryable, settings=settings)
     assert db.attempts == attempts + 1  # exactly one probe
     assert raised.value.retry_after > 0.1  # the interval doubled
     assert breaker.state == "open"
@@ -142,6 +142,6 @@ def test_a_configuration_error_is_raised_at_once() -> None:
         raise PermissionError("password authentication failed")
 
     with pytest.raises(PermissionError):
-        breaker.call(bad_password, RetryPolicy(), is_retryable=retryable)
+        breaker.call(bad_password, RetryPolicy().start(), is_retryable=retryable)
     assert calls == 1
     assert breaker.state == "closed"
