@@ -83,6 +83,11 @@ PRIVATE_APIS: tuple[PrivateApi, ...] = (
         why="the pool's configure callback; ours wraps it to read the server identity",
     ),
     PrivateApi(
+        _PG, "Database", "attribute",
+        why="the driver module Django's get_new_connection connects with; replaced per "
+        "wrapper by one that connects through the breaker",
+    ),
+    PrivateApi(
         _BASE, "closed_in_transaction", "instance",
         why="marks a connection lost inside atomic(), so the block rolls back, not reconnects",
     ),
@@ -130,16 +135,17 @@ PRIVATE_APIS: tuple[PrivateApi, ...] = (
 
 @dataclass(frozen=True)
 class CopiedBody:
-    """A Django method the backend re-implements from a copy of its body.
+    """A Django method whose body the backend copies, or whose body it relies on.
 
     ``digests`` are the SHA-256 of ``inspect.getsource()`` of Django's method in each
-    verified release; a release with another digest changed the body we copied, and the
-    copy must be reviewed (then its digest added here).
+    verified release; a release with another digest changed that body, and the backend's
+    copy (or reliance) must be reviewed, then the digest added here.
     """
 
     owner: str
     name: str
     digests: frozenset[str]
+    why: str = ""
 
 
 COPIED_BODIES: tuple[CopiedBody, ...] = (
@@ -147,6 +153,8 @@ COPIED_BODIES: tuple[CopiedBody, ...] = (
         _PG,
         "get_new_connection",
         frozenset({"acc4e253c2e311a4b5faa39afcc9b1d9920124606df2fc1094c5ea11ca6230dd"}),
+        why="relied on: it connects with self.Database.connect (the breaker stands in for "
+        "the module there) or checks out of self.pool",
     ),
     CopiedBody(
         _PG,
@@ -158,5 +166,6 @@ COPIED_BODIES: tuple[CopiedBody, ...] = (
                 "4aca033570ecd5c4561ffca173975c890ceba05282cd7840c2a6db0ee69337ed",
             }
         ),
+        why="copied: the backend builds its own pool class with Django's options",
     ),
 )
