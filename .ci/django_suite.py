@@ -18,7 +18,6 @@ The full output is kept in ``.cache/django-suite-<version>.log``.
 from __future__ import annotations
 
 import argparse
-import ctypes.util
 import os
 import re
 import subprocess
@@ -32,6 +31,7 @@ from pathlib import Path
 import django
 
 from django_pg_resilience.testing import LocalCluster
+from django_pg_resilience.testing.cluster import postgis_missing
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".cache"
@@ -127,18 +127,6 @@ def django_tests_dir() -> Path:
     return unpacked / "tests"
 
 
-def have_gis() -> str | None:
-    """Why GeoDjango's tests cannot run here, or None when they can."""
-    if ctypes.util.find_library("gdal") is None or ctypes.util.find_library("geos_c") is None:
-        return "GDAL/GEOS libraries missing (apt-get install gdal-bin)"
-    from django_pg_resilience.testing.cluster import find_bindir
-
-    share = find_bindir().parent.parent.parent.parent / "share" / "postgresql"
-    if not list(share.glob("*/extension/postgis.control")):
-        return "PostGIS missing (apt-get install postgresql-15-postgis-3)"
-    return None
-
-
 def run(
     tests_dir: Path,
     cluster: LocalCluster,
@@ -186,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     failures: list[str] = []
     with LocalCluster(standbys=0) as cluster:
         runs = [("django_pg_resilience.backend", tuple(args.modules or MODULES), "")]
-        gis_missing = "--no-gis" if args.no_gis else have_gis()
+        gis_missing = "--no-gis" if args.no_gis else postgis_missing()
         if gis_missing is None and not args.modules:
             runs.append(("django_pg_resilience.backend.postgis", GIS_MODULES, "-gis"))
         elif not args.modules:

@@ -44,7 +44,14 @@ from psycopg import sql
 
 from django_pg_resilience.testing.proxy import EndpointProxy
 
-__all__ = ["LocalCluster", "Node", "PostgresNotFound", "find_bindir", "free_port"]
+__all__ = [
+    "LocalCluster",
+    "Node",
+    "PostgresNotFound",
+    "find_bindir",
+    "free_port",
+    "postgis_missing",
+]
 
 # Settings that make a throwaway cluster fast and able to fail over, rewind and
 # report lag. fsync=off is safe here: an immediate stop is a crash of the server,
@@ -132,6 +139,31 @@ def find_bindir() -> Path:
         "/usr/lib/postgresql/*/bin). Install the server, e.g. `apt-get install postgresql` "
         "on Debian/Ubuntu, or set PG_BINDIR to the directory that holds initdb and pg_ctl."
     )
+
+
+def postgis_missing(bindir: Path | None = None) -> str | None:
+    """Why GeoDjango cannot run against these servers, or None when it can.
+
+    Needs the PostGIS extension of the server's major version and the GDAL and
+    GEOS libraries GeoDjango loads (Debian: postgresql-15-postgis-3, gdal-bin).
+    """
+    import ctypes.util
+
+    try:
+        server = bindir or find_bindir()
+    except PostgresNotFound as exc:
+        return str(exc)
+    version = server.parent.name  # /usr/lib/postgresql/<major>/bin
+    controls = glob.glob(f"/usr/share/postgresql/{version}/extension/postgis.control")
+    if not controls:
+        return (
+            f"PostGIS is not installed for PostgreSQL {version} "
+            f"(apt-get install postgresql-{version}-postgis-3)"
+        )
+    for library, package in (("gdal", "gdal-bin"), ("geos_c", "libgeos-c1v5")):
+        if ctypes.util.find_library(library) is None:
+            return f"the {library} library is missing (apt-get install {package})"
+    return None
 
 
 def free_port() -> int:
