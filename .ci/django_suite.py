@@ -166,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("modules", nargs="*", help="test modules (default: the backend list)")
     parser.add_argument("--parallel", type=int, default=2)
     parser.add_argument("--no-gis", action="store_true", help="skip GeoDjango's tests")
+    parser.add_argument("--gis-only", action="store_true", help="only GeoDjango's tests")
     args = parser.parse_args(argv)
 
     tests_dir = django_tests_dir()
@@ -173,10 +174,15 @@ def main(argv: list[str] | None = None) -> int:
     version = django.__version__
     failures: list[str] = []
     with LocalCluster(standbys=0) as cluster:
-        runs = [("django_pg_resilience.backend", tuple(args.modules or MODULES), "")]
+        runs = []
+        if not args.gis_only:
+            runs.append(("django_pg_resilience.backend", tuple(args.modules or MODULES), ""))
         gis_missing = "--no-gis" if args.no_gis else postgis_missing()
-        if gis_missing is None and not args.modules:
+        if gis_missing is None and (args.gis_only or not args.modules):
             runs.append(("django_pg_resilience.backend.postgis", GIS_MODULES, "-gis"))
+        elif args.gis_only:
+            print(f"[django-suite] GeoDjango cannot run here: {gis_missing}", file=sys.stderr)
+            return 1
         elif not args.modules:
             print(f"[django-suite] GeoDjango skipped: {gis_missing}", flush=True)
         for engine, modules, suffix in runs:
