@@ -26,8 +26,9 @@ VENV_PYTHON = VENV / "bin" / "python"
 #: Debian packages for the demo: PostgreSQL's server binaries.
 SERVER_PACKAGES = ("postgresql", "postgresql-contrib")
 #: And for the test suite: PgBouncer for the pooled-failover tests, Chromium for the 503 page's
-#: browser test (each skipped with a reason where it cannot be installed).
-TEST_PACKAGES = (*SERVER_PACKAGES, "pgbouncer", "chromium")
+#: browser test, PostGIS and GDAL for the GeoDjango backend (each skipped with a reason where
+#: it cannot be installed).
+TEST_PACKAGES = (*SERVER_PACKAGES, "pgbouncer", "chromium", "postgresql-15-postgis-3", "gdal-bin")
 
 
 def _say(message: str) -> None:
@@ -41,6 +42,10 @@ def _have_postgres() -> bool:
 
 
 def _missing(package: str) -> bool:
+    if package == "postgresql-15-postgis-3":
+        return not glob.glob("/usr/share/postgresql/*/extension/postgis.control")
+    if package == "gdal-bin":
+        return shutil.which("gdalinfo") is None
     if package.startswith("postgresql"):
         return not _have_postgres()
     return shutil.which(package) is None and not Path("/usr/sbin", package).exists()
