@@ -38,13 +38,46 @@ CACHE = ROOT / ".cache"
 
 #: The test modules that exercise a database backend.
 MODULES = (
-    "backends transactions transaction_hooks select_for_update queries basic bulk_create "
-    "db_functions expressions model_fields postgres_tests migrations schema raw_query "
-    "get_or_create update delete aggregation annotations multiple_database test_utils "
-    "introspection indexes constraints force_insert_update async db_utils fixtures timezones "
-    "select_related prefetch_related lookup ordering custom_lookups cache sessions_tests "
-    "inspectdb model_forms admin_views"
-).split()
+    "backends",
+    "transactions",
+    "transaction_hooks",
+    "select_for_update",
+    "queries",
+    "basic",
+    "bulk_create",
+    "db_functions",
+    "expressions",
+    "model_fields",
+    "postgres_tests",
+    "migrations",
+    "schema",
+    "raw_query",
+    "get_or_create",
+    "update",
+    "delete",
+    "aggregation",
+    "annotations",
+    "multiple_database",
+    "test_utils",
+    "introspection",
+    "indexes",
+    "constraints",
+    "force_insert_update",
+    "async",
+    "db_utils",
+    "fixtures",
+    "timezones",
+    "select_related",
+    "prefetch_related",
+    "lookup",
+    "ordering",
+    "custom_lookups",
+    "cache",
+    "sessions_tests",
+    "inspectdb",
+    "model_forms",
+    "admin_views",
+)
 
 #: GeoDjango's modules, run with the PostGIS ENGINE.
 GIS_MODULES = ("gis_tests.geoapp",)
@@ -88,7 +121,7 @@ def parse(output: str, returncode: int) -> SuiteResult:
     ran = _RAN.search(output)
     result = SuiteResult(returncode=returncode, ran=int(ran.group(1)) if ran else None)
     for kind, name, where in _HEADER.findall(output):
-        # Python 3.11+ prints "test_x (module.Class.test_x)"; fixtures print "setUpClass (module.Class)".
+        # Python 3.11+ prints "test_x (module.Class.test_x)"; a fixture "setUpClass (module.Class)".
         test_id = where if where.endswith(f".{name}") else f"{where}.{name}"
         result.problems[test_id] = kind
     return result
@@ -96,7 +129,9 @@ def parse(output: str, returncode: int) -> SuiteResult:
 
 def unexpected(result: SuiteResult, intended: dict[str, str]) -> list[str]:
     """What fails the run: problems not intended, or a runner that died without a summary."""
-    found = [f"{kind}: {test_id}" for test_id, kind in result.problems.items() if test_id not in intended]
+    found = [
+        f"{kind}: {test_id}" for test_id, kind in result.problems.items() if test_id not in intended
+    ]
     if result.ran is None:
         found.append(f"the runner ended (exit {result.returncode}) without a summary: a crash")
     elif result.returncode != 0 and not result.problems:

@@ -294,7 +294,8 @@ def check_libpq_version(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
         return []
     libpq = psycopg.pq.version()
     messages: list[CheckMessage] = []
-    for alias, entry in settings.DATABASES.items():
+    databases: dict[str, dict[str, Any]] = settings.DATABASES
+    for alias, entry in databases.items():
         if not str(entry.get("ENGINE", "")).startswith(_OUR_ENGINE):
             continue
         # The backend adds tcp_user_timeout itself unless OPTIONS sets it.

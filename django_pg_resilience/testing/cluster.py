@@ -399,7 +399,7 @@ class LocalCluster:
         server.cert_chain_pems[0].write_to_path(str(folder / "server.crt"))
         # PostgreSQL refuses a key that others can read.
         os.chmod(folder / "server.key", 0o600)
-        os.chmod(folder, 0o755)
+        os.chmod(folder, 0o755)  # noqa: S103  certificates, no secret: the key is 0600
         for path in (folder, *folder.iterdir()):
             _chown_to_postgres(path)
         self.ca_file = folder / "ca.crt"

@@ -98,8 +98,7 @@ class Stack:
             **{f"PG{key.upper()}": value for key, value in tls.items()},
             "DJANGO_SETTINGS_MODULE": SETTINGS,
             "DATABASE_URL": (
-                f"postgres://postgres@{endpoint.host}:{endpoint.port}/{self.cluster.dbname}"
-                f"{query}"
+                f"postgres://postgres@{endpoint.host}:{endpoint.port}/{self.cluster.dbname}{query}"
             ),
             "PG_RESILIENCE_ENABLED": "false" if self.engine == "stock" else "true",
             "SHOPIFY_WEBHOOK_SECRET": WEBHOOK_SECRET,

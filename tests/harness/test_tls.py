@@ -25,7 +25,7 @@ def _ssl_in_use(conn: psycopg.Connection) -> bool:
 
 def test_plain_tcp_is_refused(tls_cluster: LocalCluster) -> None:
     primary = tls_cluster.primary
-    with pytest.raises(psycopg.OperationalError, match="no encryption|reject"):
+    with pytest.raises(psycopg.OperationalError, match=r"no encryption|reject"):
         psycopg.connect(primary.dsn, sslmode="disable", connect_timeout=2)
 
 
