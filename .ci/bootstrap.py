@@ -26,9 +26,22 @@ VENV_PYTHON = VENV / "bin" / "python"
 #: Debian packages for the demo: PostgreSQL's server binaries.
 SERVER_PACKAGES = ("postgresql", "postgresql-contrib")
 #: And for the test suite: PgBouncer for the pooled-failover tests, Chromium for the 503 page's
-#: browser test, PostGIS and GDAL for the GeoDjango backend (each skipped with a reason where
-#: it cannot be installed).
-TEST_PACKAGES = (*SERVER_PACKAGES, "pgbouncer", "chromium", "postgresql-15-postgis-3", "gdal-bin")
+#: browser test, iproute2 (``ip``) for the silent peer in a network namespace, Prometheus for
+#: promtool (checks and unit-tests the shipped alerting rules), Redis as the Celery tests' broker,
+#: PostGIS and GDAL for the GeoDjango backend; each skipped with a reason where it cannot be
+#: installed.
+TEST_PACKAGES = (
+    *SERVER_PACKAGES,
+    "pgbouncer",
+    "chromium",
+    "iproute2",
+    "prometheus",
+    "redis-server",
+    "postgresql-15-postgis-3",
+    "gdal-bin",
+)
+#: Packages whose command is not named after them.
+_COMMANDS = {"iproute2": "ip", "prometheus": "promtool", "gdal-bin": "gdalinfo"}
 
 
 def _say(message: str) -> None:
@@ -44,11 +57,10 @@ def _have_postgres() -> bool:
 def _missing(package: str) -> bool:
     if package == "postgresql-15-postgis-3":
         return not glob.glob("/usr/share/postgresql/*/extension/postgis.control")
-    if package == "gdal-bin":
-        return shutil.which("gdalinfo") is None
     if package.startswith("postgresql"):
         return not _have_postgres()
-    return shutil.which(package) is None and not Path("/usr/sbin", package).exists()
+    command = _COMMANDS.get(package, package)
+    return shutil.which(command) is None and not Path("/usr/sbin", command).exists()
 
 
 def ensure_system_packages(packages: tuple[str, ...]) -> None:

@@ -8,7 +8,11 @@ so Django's start-up is included, like cron or a monitoring agent would see it:
 * ``blackholed``: the same, plus a third node behind an EndpointProxy that
   accepts TCP and forwards nothing (a vanished host), ``--timeout 2``;
 * ``startup``: ``python -m django check`` with the same settings, the floor
-  any management command pays.
+  any management command pays;
+* ``endpoints``: gunicorn (2 workers, PROMETHEUS_MULTIPROC_DIR) with the
+  blackholed node configured, 8 clients sending anonymous ``/readyz`` and
+  ``/healthz/cluster`` requests: latency, and the probe connections all of
+  them cost (``pg_resilience_health_probe_connections_total`` on /metrics).
 
 Prints min / median / max and writes ``bench/results/health.json``.
 Targets: healthy < 1 s; blackholed < timeout + 0.5 s.
@@ -20,10 +24,15 @@ import argparse
 import json
 import os
 import platform
+import socket
 import statistics
 import subprocess
 import sys
+import tempfile
+import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +73,96 @@ def time_runs(command: list[str], env: dict[str, str], runs: int, expect: int) -
     if rounds:
         figures["check_round_median_s"] = round(statistics.median(rounds), 4)
     return figures
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def endpoint_load(env: dict[str, str], requests: int = 400, clients: int = 8) -> dict[str, Any]:
+    """Anonymous health requests against gunicorn: latencies and the probe connections made."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryDirectory() as multiproc:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--workers", "2", "--bind", f"127.0.0.1:{port}",
+             "django.core.wsgi:get_wsgi_application()"],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env={**env, "DJANGO_SETTINGS_MODULE": "tests.health.metrics_settings",
+                 "PROMETHEUS_MULTIPROC_DIR": multiproc},
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 60
+            while _get_or_none(base + "/healthz") is None:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError("gunicorn did not start")
+                time.sleep(0.1)
+            figures = {
+                path: _hammer(base + path, requests, clients)
+                for path in ("/readyz", "/healthz/cluster")
+            }
+            figures["probe_connections"] = _probe_connections(_get(base + "/metrics")[1])
+        finally:
+            server.terminate()
+            server.wait(30)
+    figures["requests_per_path"] = requests
+    figures["clients"] = clients
+    return figures
+
+
+def _get_or_none(url: str) -> int | None:
+    try:
+        return _get(url)[0]
+    except OSError:
+        return None
+
+
+def _hammer(url: str, requests: int, clients: int) -> dict[str, Any]:
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    lock = threading.Lock()
+    started = time.perf_counter()
+
+    def client() -> None:
+        for _ in range(requests // clients):
+            began = time.perf_counter()
+            status, _body = _get(url)
+            with lock:
+                latencies.append(time.perf_counter() - began)
+                statuses[status] = statuses.get(status, 0) + 1
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    return {
+        "statuses": statuses,
+        "elapsed_s": round(elapsed, 3),
+        "latency_p50_ms": round(1000 * latencies[len(latencies) // 2], 2),
+        "latency_p95_ms": round(1000 * latencies[int(len(latencies) * 0.95)], 2),
+        "latency_max_ms": round(1000 * latencies[-1], 2),
+    }
+
+
+def _probe_connections(metrics: bytes) -> dict[str, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        sample.labels["node"]: sample.value
+        for family in text_string_to_metric_families(metrics.decode())
+        if family.name == "pg_resilience_health_probe_connections"
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -114,6 +213,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "blackholed": time_runs(
                 [*health, "--timeout", str(TIMEOUT)], holed_env, runs, expect=1
             ),
+            "endpoints": endpoint_load(holed_env),
         }
     results["timeout_s"] = TIMEOUT
     results["targets"] = {"healthy_s": TARGET_HEALTHY, "blackholed_s": TARGET_BLACKHOLED}
@@ -143,6 +243,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"(min {r['wall_min_s']:.3f}, max {r['wall_max_s']:.3f})"
             + ("" if in_report is None else f"; checks alone {in_report:.3f} s")
         )
+    load = results["endpoints"]
+    print(
+        f"  gunicorn, 2 workers, blackholed node configured, {load['clients']} clients, "
+        f"{load['requests_per_path']} anonymous requests per path:"
+    )
+    for path in ("/readyz", "/healthz/cluster"):
+        r = load[path]
+        print(
+            f"    {path:<17} p50 {r['latency_p50_ms']:.1f} ms  p95 {r['latency_p95_ms']:.1f} ms  "
+            f"max {r['latency_max_ms']:.1f} ms  statuses {r['statuses']}"
+        )
+    print(f"    probe connections for all of them, per node: {load['probe_connections']}")
     verdicts = results["meets_target"]
     print(
         f"  targets: healthy < {TARGET_HEALTHY:g} s: {'met' if verdicts['healthy'] else 'MISSED'}; "

@@ -4,8 +4,8 @@
 Runs, each in a fresh process (they configure Django each their own way):
 
 * ``bench_backend.py``, ``bench_middleware.py``, ``bench_webhooks.py``,
-  ``bench_health.py``: each module's ``main(argv) -> dict``; a missing one is
-  skipped with a message;
+  ``bench_health.py``, ``bench_celery.py``, ``bench_bounded_time.py``: each module's
+  ``main(argv) -> dict``; a missing one is skipped with a message;
 * the failover drill twice, on django-pg-resilience and with ``--engine stock``.
 
 Prints a summary table and writes ``bench/results/summary.json`` (each
@@ -29,7 +29,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-BENCHMARKS = ("backend", "middleware", "webhooks", "health")
+BENCHMARKS = ("backend", "middleware", "webhooks", "health", "celery", "bounded_time")
 #: The figures the README's table shows, per benchmark: (label, flattened key).
 HEADLINES: dict[str, tuple[tuple[str, str], ...]] = {
     "backend": (
@@ -79,6 +79,39 @@ HEADLINES: dict[str, tuple[tuple[str, str], ...]] = {
         ("manage.py health wall time, healthy (s)", "healthy.wall_median_s"),
         ("manage.py health wall time, blackholed node (s)", "blackholed.wall_median_s"),
         ("python -m django start-up alone (s)", "startup.wall_median_s"),
+    ),
+    "celery": (
+        ("idempotent task adds over a plain task, p50 (ms)", "overhead_vs_plain_p50_ms"),
+        (
+            "task p50: plain / idempotent / replay (ms)",
+            "plain.p50_ms|idempotent.p50_ms|replay.p50_ms",
+        ),
+    ),
+    "bounded_time": (
+        (
+            "silent endpoint: worst in-flight read, persistent / pool (s)",
+            "silent_proxy_persistent.in_flight.worst_s|silent_proxy_pool.in_flight.worst_s",
+        ),
+        (
+            "silent endpoint: later errors p99, persistent / pool (ms)",
+            "silent_proxy_persistent.later.error_p99_ms|silent_proxy_pool.later.error_p99_ms",
+        ),
+        (
+            "silent endpoint: first read after the move, persistent / pool (s)",
+            "silent_proxy_persistent.return.first_success_after_move_s"
+            "|silent_proxy_pool.return.first_success_after_move_s",
+        ),
+        ("peer that sends nothing: worst in-flight read (s)", "silent_netns.in_flight.worst_s"),
+        ("pg_sleep on a healthy server: liveness checks/s", "long_query.liveness_checks_per_s"),
+        (
+            "pool burst: PoolTimeout / DatabaseUnavailable / other",
+            "pool_burst.pool_timeouts|pool_burst.database_unavailable|pool_burst.other_errors",
+        ),
+        ("pool burst: breaker stayed closed", "pool_burst.breaker_stayed_closed"),
+        (
+            "statement found alive, then silence: still waiting at the cap",
+            "late_fault.still_waiting_at_cap",
+        ),
     ),
 }
 #: Otherwise (a benchmark's keys changed): keys with these substrings.

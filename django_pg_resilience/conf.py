@@ -29,6 +29,7 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 from django_pg_resilience.backoff import RetryPolicy
+from django_pg_resilience.breaker import BreakerSettings
 
 __all__ = [
     "AppSettings",
@@ -107,6 +108,26 @@ class BackendSettings:
     #: ``target_session_attrs`` asks for a read-only or standby server.
     read_write: bool | None = None
 
+    @functools.cached_property
+    def retry_policy(self) -> RetryPolicy:
+        """The retry policy of one operation on the alias (built once per settings)."""
+        return RetryPolicy(
+            deadline=self.deadline,
+            max_attempts=self.max_attempts,
+            base=self.backoff_base,
+            cap=self.backoff_cap,
+            jitter=self.jitter,
+        )
+
+    @functools.cached_property
+    def breaker_settings(self) -> BreakerSettings:
+        """The alias's circuit-breaker settings (built once per settings)."""
+        return BreakerSettings(
+            open_interval=self.breaker_open_interval,
+            max_interval=max(self.breaker_max_interval, self.breaker_open_interval),
+            threshold=self.breaker_threshold,
+        )
+
 
 @dataclass(frozen=True)
 class AppSettings:
@@ -146,6 +167,42 @@ class AppSettings:
     #: DigitalOcean Managed Database cluster UUID and API base URL.
     DIGITALOCEAN_CLUSTER: str | None = None
     DIGITALOCEAN_API_URL: str = "https://api.digitalocean.com"
+
+    # --- health endpoints and metrics ---
+    #: Seconds the cluster report is reused by /readyz, /healthz/cluster and /metrics:
+    #: at most one probe round per period per process, whatever the traffic.
+    HEALTH_CACHE_SECONDS: float = 5.0
+    #: Cluster checks whose CRITICAL or UNKNOWN makes /readyz answer 503 (e.g.
+    #: ``("reachable",)``; ``"cluster"`` for the overall status). Empty (default):
+    #: the database's state is reported by /readyz, never enforced.
+    READINESS_ENFORCE: tuple[str, ...] = ()
+    #: A file whose existence makes /readyz answer 503 (draining, e.g. from a preStop hook).
+    READINESS_DRAIN_FILE: str | None = None
+    #: The path Prometheus scrapes; under PROMETHEUS_MULTIPROC_DIR a request to it
+    #: refreshes the cluster gauges first.
+    HEALTH_METRICS_PATH: str = "/metrics"
+    # --- replica router ---
+    #: The read/write alias the router sends writes, transactions and fallback reads to.
+    REPLICA_PRIMARY: str = "default"
+    #: Replica aliases the router reads from; empty: every alias whose
+    #: OPTIONS["resilience"] says ``read_write: False``.
+    REPLICA_ALIASES: tuple[str, ...] = ()
+    #: A replica more than this many seconds behind the primary gets no reads.
+    MAX_REPLICA_LAG: float = 1.0
+    #: Seconds a replica's measured lag and position are reused before they are
+    #: measured again (in the background: a request never waits for it).
+    REPLICA_CHECK_INTERVAL: float = 0.5
+    #: Statement timeout of the lag probe, in seconds (its connect timeout is
+    #: libpq's smallest, 2 s, or this when larger).
+    REPLICA_CHECK_TIMEOUT: float = 0.5
+    #: Where a client's last write position is kept between requests:
+    #: "cookie" (signed), "session", or "request" (within one request only).
+    READ_YOUR_WRITES: str = "cookie"
+    #: Name of the signed cookie (READ_YOUR_WRITES = "cookie") or session key.
+    READ_YOUR_WRITES_KEY: str = "pg_resilience_wal"
+    #: Seconds a client's write position is kept; past it, MAX_REPLICA_LAG alone
+    #: bounds what the client reads.
+    READ_YOUR_WRITES_MAX_AGE: float = 300.0
 
 
 _BACKEND_FIELDS = {f.name: f for f in dataclasses.fields(BackendSettings)}

@@ -8,6 +8,7 @@ rules in ``REFERENCE.md`` live here once.
 from __future__ import annotations
 
 import enum
+from typing import TypeVar
 
 from django.db import OperationalError, ProgrammingError
 
@@ -19,6 +20,7 @@ __all__ = [
     "NestedRetryError",
     "TransactionLostError",
     "classify",
+    "failover_error",
     "is_availability_error",
     "is_failover",
     "sqlstate_of",
@@ -56,6 +58,17 @@ class CommitUnknownError(FailoverError):
     re-runs the unit after this error only when the unit says it is idempotent
     (``idempotent=True``): otherwise a committed first run would be doubled.
     """
+
+
+_Failover = TypeVar("_Failover", bound=FailoverError)
+
+
+def failover_error(alias: str, message: str, cls: type[_Failover] = FailoverError) -> _Failover:  # type: ignore[assignment]
+    """Build the :class:`FailoverError` (or subclass) a caller gets, and count it."""
+    from django_pg_resilience import stats
+
+    stats.increment("failover_errors", alias)
+    return cls(message, alias=alias)
 
 
 class DatabaseUnavailable(OperationalError):

@@ -35,6 +35,7 @@ lost with the connection, so the retry belongs around the outermost block.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import time
@@ -65,13 +66,13 @@ _RETRIED_KINDS = (ErrorKind.CONNECTION, ErrorKind.READ_ONLY, ErrorKind.TRANSACTI
 
 
 def _policy_for(alias: str, deadline: float | None, max_attempts: int | None) -> RetryPolicy:
-    settings = conf.backend_settings(alias)
-    return RetryPolicy(
-        deadline=settings.deadline if deadline is None else deadline,
-        max_attempts=settings.max_attempts if max_attempts is None else max_attempts,
-        base=settings.backoff_base,
-        cap=settings.backoff_cap,
-        jitter=settings.jitter,
+    policy = conf.backend_settings(alias).retry_policy
+    if deadline is None and max_attempts is None:
+        return policy
+    return dataclasses.replace(
+        policy,
+        deadline=policy.deadline if deadline is None else deadline,
+        max_attempts=policy.max_attempts if max_attempts is None else max_attempts,
     )
 
 

@@ -14,7 +14,10 @@ __all__ = [
     "connection_retry",
     "database_unavailable_response",
     "failover_detected",
+    "primary_fallback",
     "reconnected",
+    "replica_promoted",
+    "replica_read",
     "retries_exhausted",
     "webhook_duplicate",
     "webhook_failed",
@@ -52,3 +55,15 @@ webhook_duplicate = Signal()
 
 #: A webhook's handler raised or ran out of attempts. kwargs: source, key, topic, error.
 webhook_failed = Signal()
+
+#: The replica router sent a read to a replica. kwargs: alias (the replica).
+replica_read = Signal()
+
+#: The replica router sent a read to the primary although replicas are configured.
+#: kwargs: alias (the primary), reason ("lag", "down", "read_your_writes", "promoted",
+#: "unmeasured", "transaction" or "pinned").
+primary_fallback = Signal()
+
+#: A replica alias answered as a primary (it was promoted); it gets no reads while
+#: it is one. kwargs: alias.
+replica_promoted = Signal()

@@ -18,9 +18,22 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from typing import Any
+from typing import Any, Literal
 
-__all__ = ["METRICS", "increment", "reset", "set_gauge", "snapshot"]
+MultiprocessMode = Literal[
+    "all", "liveall", "min", "livemin", "max", "livemax", "sum", "livesum", "mostrecent",
+    "livemostrecent",
+]  # fmt: skip
+
+__all__ = [
+    "GAUGE_MULTIPROCESS_MODE",
+    "METRICS",
+    "create_prometheus_metrics",
+    "increment",
+    "reset",
+    "set_gauge",
+    "snapshot",
+]
 
 #: name -> (kind, help, label name). Prometheus metrics are named
 #: ``pg_resilience_<name>`` (counters get prometheus_client's ``_total``).
@@ -56,31 +69,78 @@ METRICS: dict[str, tuple[str, str, str]] = {
     "webhooks_failed": ("counter", "Webhook deliveries whose handler failed.", "source"),
     "webhooks_durable_ack_waits": ("counter", "Durable-ack waits for standby flush.", "source"),
     "webhooks_durable_ack_timeouts": ("counter", "Durable acks not confirmed in time.", "source"),
+    "webhooks_signature_failures": (
+        "counter",
+        "Webhook deliveries refused for a missing or wrong signature (401).",
+        "source",
+    ),
+    "health_probe_connections": (
+        "counter",
+        "Connections the health checks opened to a database node.",
+        "node",
+    ),
+    "replica_reads": ("counter", "Reads the router sent to a replica.", "alias"),
+    "primary_fallback_reads": (
+        "counter",
+        "Reads sent to the primary instead, by reason.",
+        "reason",
+    ),
+    "replica_read_retries": (
+        "counter",
+        "Requests re-run on the primary after a replica failed.",
+        "alias",
+    ),
+    "replica_lag_seconds": ("gauge", "Replay lag of a replica, as last measured.", "alias"),
 }
+
+#: How a gauge combines across processes under PROMETHEUS_MULTIPROC_DIR (gunicorn
+#: workers): the breaker is open if it is open in any live worker.
+GAUGE_MULTIPROCESS_MODE: dict[str, MultiprocessMode] = {"breaker_open": "livemax"}
 
 _lock = threading.Lock()
 _values: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
 _prometheus: dict[str, Any] | None = None
+#: Held while the Prometheus metrics are created: two threads bumping their
+#: first counter at once must not both register (the second would fail).
+_prometheus_lock = threading.Lock()
 
 
 def _prometheus_metrics() -> dict[str, Any]:
     """Create the Prometheus metrics once, or an empty dict without prometheus_client."""
     global _prometheus
-    if _prometheus is None:
-        try:
-            import prometheus_client
-        except ImportError:
-            _prometheus = {}
+    made = _prometheus
+    if made is not None:
+        return made
+    with _prometheus_lock:
+        if _prometheus is None:
+            _prometheus = _create_prometheus_metrics()
+        return _prometheus
+
+
+def create_prometheus_metrics() -> None:
+    """Register every metric now, so /metrics lists them before their first event."""
+    _prometheus_metrics()
+
+
+def _create_prometheus_metrics() -> dict[str, Any]:
+    try:
+        import prometheus_client
+    except ImportError:
+        return {}
+    registered = getattr(prometheus_client.REGISTRY, "_names_to_collectors", {})
+    made: dict[str, Any] = {}
+    for name, (kind, help_text, label) in METRICS.items():
+        full_name = f"pg_resilience_{name}"
+        if full_name in registered:  # registered by an earlier import (a reload in tests)
+            made[name] = registered[full_name]
+        elif kind == "counter":
+            made[name] = prometheus_client.Counter(full_name, help_text, [label])
         else:
-            made: dict[str, Any] = {}
-            for name, (kind, help_text, label) in METRICS.items():
-                cls = prometheus_client.Counter if kind == "counter" else prometheus_client.Gauge
-                try:
-                    made[name] = cls(f"pg_resilience_{name}", help_text, [label])
-                except ValueError:  # already registered (a reload in tests)
-                    continue
-            _prometheus = made
-    return _prometheus
+            mode = GAUGE_MULTIPROCESS_MODE.get(name, "livemax")
+            made[name] = prometheus_client.Gauge(
+                full_name, help_text, [label], multiprocess_mode=mode
+            )
+    return made
 
 
 def _check(name: str) -> None:

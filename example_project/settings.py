@@ -49,6 +49,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 if PG_RESILIENCE_ENABLED:
+    # The job-key table of the idempotent Celery tasks (shop/tasks.py).
+    INSTALLED_APPS.append("django_pg_resilience.contrib.celery")
     # First, so that it sees the errors of every other middleware too.
     MIDDLEWARE.insert(0, "django_pg_resilience.middleware.DatabaseUnavailableMiddleware")
 
@@ -89,6 +91,30 @@ PG_RESILIENCE: dict[str, object] = {
     # Extra nodes for `manage.py health`: name=postgres://... pairs, comma separated.
     "NODES": env.dict("PG_RESILIENCE_NODES", default={}),
 }
+
+# A read-only endpoint (a managed database's standby): reads go there through
+# the replica router unless it lags, is down, or lacks the client's own writes.
+if PG_RESILIENCE_ENABLED and env.str("REPLICA_DATABASE_URL", default=""):
+    DATABASES["replica"] = env.db_url("REPLICA_DATABASE_URL", engine="django_pg_resilience.backend")
+    DATABASES["replica"].setdefault("OPTIONS", {}).update(
+        connect_timeout=2,
+        # Give up on a dead replica at once: the router falls back to the primary.
+        resilience={"read_write": False, "deadline": 0.3, "max_attempts": 1},
+    )
+    DATABASE_ROUTERS = ["django_pg_resilience.routers.ReplicaRouter"]
+    # Before SessionMiddleware: a session saved by a request is one of its writes.
+    MIDDLEWARE.insert(
+        MIDDLEWARE.index("django.contrib.sessions.middleware.SessionMiddleware"),
+        "django_pg_resilience.routers.ReplicaRouterMiddleware",
+    )
+    PG_RESILIENCE["MAX_REPLICA_LAG"] = env.float("MAX_REPLICA_LAG", default=1.0)
+#: Celery (``celery -A example_project.celery_app worker``): Redis as the broker and the
+#: result store. acks_late makes a message outlive a worker that died running it.
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/0")
+CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=CELERY_BROKER_URL)
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True

@@ -10,6 +10,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+# Run as a script, this folder would be first on sys.path, and tests/<name> packages would
+# shadow libraries of the same name.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / ".ci"))
 
 from bootstrap import TEST_PACKAGES, bootstrap

@@ -20,6 +20,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.admin",
     "django_pg_resilience",
+    "django_pg_resilience.contrib.celery",
     "tests.testapp",
 ]
 

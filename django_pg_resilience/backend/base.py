@@ -58,6 +58,7 @@ from django_pg_resilience.errors import (
     ErrorKind,
     TransactionLostError,
     classify,
+    failover_error,
     is_failover,
 )
 
@@ -146,22 +147,11 @@ class ResilientDatabaseWrapperMixin:
 
     def retry_policy(self) -> RetryPolicy:
         """The retry policy of one operation on this alias."""
-        settings = self.resilience
-        return RetryPolicy(
-            deadline=settings.deadline,
-            max_attempts=settings.max_attempts,
-            base=settings.backoff_base,
-            cap=settings.backoff_cap,
-            jitter=settings.jitter,
-        )
+        return self.resilience.retry_policy
 
     def breaker_settings(self) -> BreakerSettings:
-        settings = self.resilience
-        return BreakerSettings(
-            open_interval=settings.breaker_open_interval,
-            max_interval=max(settings.breaker_max_interval, settings.breaker_open_interval),
-            threshold=settings.breaker_threshold,
-        )
+        """This alias's circuit-breaker settings."""
+        return self.resilience.breaker_settings
 
     def get_connection_params(self) -> dict[str, Any]:
         # super() copies OPTIONS into the params, so ours are removed from the
@@ -391,8 +381,9 @@ class ResilientDatabaseWrapperMixin:
 
     def transaction_lost(self) -> TransactionLostError:
         """The error for a connection lost inside an atomic block (counted)."""
-        stats.increment("failover_errors", self.alias)
-        return TransactionLostError(_LOST_IN_TRANSACTION.format(alias=self.alias), alias=self.alias)
+        return failover_error(
+            self.alias, _LOST_IN_TRANSACTION.format(alias=self.alias), TransactionLostError
+        )
 
     def _commit(self) -> None:
         try:
@@ -405,11 +396,11 @@ class ResilientDatabaseWrapperMixin:
             # Atomic.__exit__ drops a connection closed in its transaction
             # instead of reconnecting to restore autocommit.
             self.closed_in_transaction = True
-            stats.increment("failover_errors", self.alias)
-            raise CommitUnknownError(
+            raise failover_error(
+                self.alias,
                 f"The connection to database {self.alias!r} was lost during COMMIT; "
                 "the transaction may or may not have been committed.",
-                alias=self.alias,
+                CommitUnknownError,
             ) from exc
 
     # --- cursors ---------------------------------------------------------

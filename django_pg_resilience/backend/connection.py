@@ -41,12 +41,45 @@ _STEP = 0.25
 _IDLE_GRACE = 0.5
 
 
+class _Resumable:
+    """A psycopg wait generator that can be waited on again after a wait timed out.
+
+    psycopg's wait functions start with ``next(gen)``, which would resume the
+    generator with no readiness; this one answers with the state it last
+    asked to wait for, so a new wait picks up where the timed-out one stopped.
+    """
+
+    __slots__ = ("_gen", "_last")
+
+    def __init__(self, gen: Any) -> None:
+        self._gen = gen
+        self._last: Any = None
+
+    def __iter__(self) -> _Resumable:
+        return self
+
+    def __next__(self) -> Any:
+        if self._last is None:
+            self._last = next(self._gen)
+        return self._last
+
+    def send(self, ready: Any) -> Any:
+        self._last = self._gen.send(ready)
+        return self._last
+
+
 class IoTimeout(psycopg.OperationalError):
     """No complete answer from the server within ``io_timeout``; the connection was closed."""
 
 
 class PeerUnresponsive(psycopg.OperationalError):
-    """A statement's server was found dead, replaced or unreachable; the connection was closed."""
+    """A statement's server was found dead, replaced or unreachable; the connection was closed.
+
+    ``suspected_at`` (``time.monotonic()``) is when the wait passed
+    ``liveness_after``: the recovery that follows counts its deadline from there.
+    """
+
+    suspected_at: float | None = None
 
 
 class ResilientConnection(psycopg.Connection[Any]):
@@ -63,6 +96,7 @@ class ResilientConnection(psycopg.Connection[Any]):
         liveness_after = watch.liveness_after if watch is not None else 0.0
         if timeout is not None or not (liveness_after or io_timeout):
             return super().wait(gen, interval=interval, timeout=timeout)
+        gen = _Resumable(gen)
         started = time.monotonic()
         step = min(t for t in (liveness_after, io_timeout) if t)
         pid = self.pgconn.backend_pid
@@ -94,12 +128,12 @@ class ResilientConnection(psycopg.Connection[Any]):
                         reason = "the server finished the statement but its answer never arrived"
                 if reason is not None:
                     stats.increment("silent_peer_aborts", watch.alias)
-                    self._abandon(
-                        PeerUnresponsive(
-                            f"no answer for {time.monotonic() - started:.1f} s and {reason}; "
-                            "the connection was closed"
-                        )
+                    error = PeerUnresponsive(
+                        f"no answer for {time.monotonic() - started:.1f} s and {reason}; "
+                        "the connection was closed"
                     )
+                    error.suspected_at = started + liveness_after
+                    self._abandon(error)
         finally:
             if asked and watch is not None:
                 monitor_for(watch.alias).done(pid)

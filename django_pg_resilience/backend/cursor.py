@@ -32,7 +32,7 @@ from django.db.backends.utils import CursorWrapper
 from django_pg_resilience import stats
 from django_pg_resilience.backend import operation
 from django_pg_resilience.backend.statements import is_read_statement, session_state_change
-from django_pg_resilience.errors import ErrorKind, FailoverError
+from django_pg_resilience.errors import ErrorKind, failover_error
 
 if TYPE_CHECKING:
     from django_pg_resilience.backend.base import ResilientDatabaseWrapperMixin
@@ -48,11 +48,6 @@ def _never_ran(exc: BaseException, kind: ErrorKind) -> bool:
         return True  # refused by a read-only server: nothing was applied
     cause = exc.__cause__ or exc
     return str(cause).startswith(_NOT_SENT_MESSAGE)
-
-
-def _failover_error(alias: str, message: str) -> FailoverError:
-    stats.increment("failover_errors", alias)
-    return FailoverError(message, alias=alias)
 
 
 class ResilientCursorWrapper(CursorWrapper):
@@ -95,7 +90,7 @@ class ResilientCursorWrapper(CursorWrapper):
         if in_transaction:
             raise db.transaction_lost() from exc
         if session_state is not None:
-            raise _failover_error(
+            raise failover_error(
                 alias,
                 f"The connection to database {alias!r} was lost, and its session had state "
                 f"({session_state}) a new session would not have; the statement was not "
@@ -106,12 +101,13 @@ class ResilientCursorWrapper(CursorWrapper):
             not many and settings.retry_reads and isinstance(sql, str) and is_read_statement(sql)
         )
         if not safe or getattr(self.cursor, "name", None):
-            raise _failover_error(
+            raise failover_error(
                 alias,
                 f"The connection to database {alias!r} was lost while a write was in "
                 "flight; it may or may not have been applied, so it was not re-run.",
             ) from exc
-        with operation.recovery(db.retry_policy()) as budget:
+        suspected_at = getattr(exc.__cause__, "suspected_at", None)
+        with operation.recovery(db.retry_policy(), started=suspected_at) as budget:
             return self._replay(budget, sql, params, many)
 
     def _replay(self, budget: Any, sql: Any, params: Any, many: bool) -> Any:
@@ -134,7 +130,7 @@ class ResilientCursorWrapper(CursorWrapper):
                 db.connection_failed(read_only=kind is ErrorKind.READ_ONLY)
                 delay = budget.next_delay()
                 if delay is None:
-                    raise _failover_error(
+                    raise failover_error(
                         db.alias,
                         f"A read on database {db.alias!r} failed again after "
                         f"{budget.failures} reconnects; giving up.",

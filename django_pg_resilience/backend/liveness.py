@@ -100,7 +100,11 @@ class LivenessMonitor:
             asked_at = self._waiting.setdefault(pid, now)
             result = self._result
             if result is not None and result.started >= asked_at:
-                return self._judge(result, pid)
+                reason = self._judge(result, pid)
+                if reason is not None:
+                    return reason
+            # Alive at the last check is no promise for the next interval: a
+            # statement that runs for minutes is checked again every interval.
             due = result is None or now - result.started >= watch.liveness_interval
             if self._checking or not due:
                 return None
@@ -136,7 +140,7 @@ class LivenessMonitor:
         stats.increment("liveness_checks", self.alias)
         try:
             check = watch.connect(watch.liveness_interval)
-        except psycopg.Error as exc:
+        except Exception as exc:
             if not is_failover(exc):
                 return _CheckResult(started)  # inconclusive (too many clients, say): keep waiting
             breaker_for(self.alias).record_failure(DIRECT, exc, None, BreakerSettings(), started)
@@ -145,13 +149,12 @@ class LivenessMonitor:
             with check:
                 current = identity.read_identity(check)
                 if identity.observe(self.alias, current) is not None:
-                    return _CheckResult(
-                        started, "the server behind the endpoint changed (failover)"
-                    )
+                    return _CheckResult(started, _REPLACED)
                 row = check.execute(_CHECK_SQL, (pids,)).fetchone()
+                own_pid = check.info.backend_pid
         except psycopg.Error:
             return _CheckResult(started)
-        if row is None or row[0] != check.info.backend_pid:
+        if row is None or row[0] != own_pid:
             return _CheckResult(started)  # a pooler's PIDs: the server's are not ours to compare
         return _CheckResult(started, states={int(pid): state for pid, state in row[1].items()})
 

@@ -30,13 +30,17 @@ def current() -> RetryBudget | None:
 
 
 @contextmanager
-def recovery(policy: RetryPolicy) -> Iterator[RetryBudget]:
-    """Enter recovery: join the operation's budget, or start it with ``policy``."""
+def recovery(policy: RetryPolicy, *, started: float | None = None) -> Iterator[RetryBudget]:
+    """Enter recovery: join the operation's budget, or start it with ``policy``.
+
+    ``started`` (``time.monotonic()``) back-dates a new budget to when the
+    operation began to struggle, e.g. when a silent server was first suspected.
+    """
     budget = _budget.get()
     if budget is not None:
         yield budget
         return
-    budget = policy.start()
+    budget = policy.start() if started is None else RetryBudget(policy, started)
     token = _budget.set(budget)
     try:
         yield budget

@@ -3,11 +3,15 @@
 Two calls of the public API (``GET /v2/databases/{uuid}`` and
 ``GET /v2/databases/{uuid}/events``) with a Bearer token read from the
 ``DIGITALOCEAN_TOKEN`` environment variable. The token never appears in any
-message; every failure becomes an UNKNOWN check that says what to fix.
+message; every failure becomes an UNKNOWN check that says what to fix. The
+token is only sent over https (plain http is allowed for a loopback test
+server) and never to another address: redirects are refused, because urllib
+would forward the ``Authorization`` header to wherever they point.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import urllib.error
@@ -19,7 +23,14 @@ from typing import Any
 from django_pg_resilience.health.evaluate import Check
 from django_pg_resilience.health.status import Status
 
-__all__ = ["TOKEN_ENV", "DigitalOceanError", "check_cluster", "fetch_cluster"]
+__all__ = [
+    "TOKEN_ENV",
+    "DigitalOceanError",
+    "check_api_url",
+    "check_cluster",
+    "check_token",
+    "fetch_cluster",
+]
 
 TOKEN_ENV = "DIGITALOCEAN_TOKEN"  # noqa: S105 (a variable name)
 _BUSY_STATES = ("creating", "resizing", "migrating", "forking")
@@ -30,13 +41,58 @@ class DigitalOceanError(Exception):
     """The API could not be asked or did not answer usefully (message safe to show)."""
 
 
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, req: Any, fp: Any, code: int, *args: Any) -> None:
+        fp.close()
+        raise DigitalOceanError(
+            f"the API answered {code} with a redirect; redirects are refused so the token "
+            "is never sent to another address: check PG_RESILIENCE['DIGITALOCEAN_API_URL']"
+        )
+
+
+_opener = urllib.request.build_opener(_RefuseRedirects)
+
+
+def _is_loopback(host: str | None) -> bool:
+    if host is None:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_api_url(base_url: str) -> None:
+    """Raise unless ``base_url`` is https, or http to a loopback address (a test server)."""
+    parts = urllib.parse.urlsplit(base_url)
+    if parts.scheme == "https" and parts.hostname:
+        return
+    if parts.scheme == "http" and _is_loopback(parts.hostname):
+        return
+    raise DigitalOceanError(
+        "PG_RESILIENCE['DIGITALOCEAN_API_URL'] must start with https:// (plain http only "
+        f"to a loopback test server); it starts with {parts.scheme or 'no scheme'!r}"
+    )
+
+
+def check_token(token: str) -> None:
+    """Raise unless ``token`` could be a token: printable ASCII, no space or line break."""
+    if not all("!" <= char <= "~" for char in token):
+        raise DigitalOceanError(
+            f"{TOKEN_ENV} contains a space, a line break or another character no token has: "
+            "set it again from the token shown once in the DigitalOcean control panel"
+        )
+
+
 def _get(base_url: str, path: str, token: str, timeout: float) -> Any:
     url = base_url.rstrip("/") + path
-    request = urllib.request.Request(  # noqa: S310 (scheme checked by the caller)
+    request = urllib.request.Request(  # noqa: S310 (scheme checked by check_api_url)
         url, headers={"Authorization": f"Bearer {token}", "Accept": "application/json"}
     )
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+        with _opener.open(request, timeout=timeout) as response:
             body = response.read()
     except urllib.error.HTTPError as exc:
         if exc.code == 401:
@@ -58,6 +114,13 @@ def _get(base_url: str, path: str, token: str, timeout: float) -> Any:
         raise DigitalOceanError(f"cannot reach {base_url}: {exc.reason}") from None
     except OSError as exc:
         raise DigitalOceanError(f"cannot read from {base_url}: {exc.__class__.__name__}") from None
+    except (DigitalOceanError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # e.g. http.client's ValueError, which quotes the header
+        raise DigitalOceanError(
+            f"cannot ask {base_url}: {exc.__class__.__name__} (details withheld: they may "
+            "quote the token)"
+        ) from None
     try:
         return json.loads(body)
     except ValueError:
@@ -81,8 +144,8 @@ def fetch_cluster(
 
     Raises :class:`DigitalOceanError` with a message safe to show.
     """
-    if urllib.parse.urlsplit(base_url).scheme not in ("http", "https"):
-        raise DigitalOceanError(f"the API URL must start with https:// (got {base_url!r})")
+    check_api_url(base_url)
+    check_token(token)
     quoted = urllib.parse.quote(cluster, safe="")
     data = _get(base_url, f"/v2/databases/{quoted}", token, timeout)
     database = data.get("database") if isinstance(data, dict) else None
@@ -138,11 +201,23 @@ def check_cluster(
                 "error": None,
             }
         except DigitalOceanError as exc:
-            problem = str(exc).replace(token, "********")
+            problem = str(exc)
+        except Exception as exc:  # a bug must not print a traceback that quotes the token
+            problem = f"the check failed: {exc.__class__.__name__}"
+        if problem is not None:
+            problem = _scrub(problem, token)
     if problem is not None:
         facts["error"] = problem
         return facts, [Check("digitalocean", Status.UNKNOWN, f"DigitalOcean: {problem}")]
     return facts, _status_checks(facts)
+
+
+def _scrub(text: str, token: str) -> str:
+    """``text`` without the token or any line of it (a token with a line break)."""
+    for secret in (token, *token.splitlines()):
+        if len(secret.strip()) >= 4:
+            text = text.replace(secret.strip(), "********")
+    return text
 
 
 def _status_checks(facts: dict[str, Any]) -> list[Check]:

@@ -20,6 +20,7 @@ from typing import Any
 
 import psycopg
 
+from django_pg_resilience import stats
 from django_pg_resilience.health.targets import Target
 
 __all__ = ["NodeFacts", "connect_params", "probe", "probe_all"]
@@ -281,6 +282,7 @@ def probe(target: Target, timeout: float, abandon: _Abandon | None = None) -> No
     """Connect to ``target`` and read its facts; connection errors are facts, not raised."""
     facts = NodeFacts()
     started = time.monotonic()
+    stats.increment("health_probe_connections", target.name)
     try:
         conn = psycopg.connect(**connect_params(target.params, timeout), autocommit=True)
     except psycopg.Error as exc:

@@ -24,6 +24,7 @@ def render_json(report: HealthReport) -> str:
 PROMETHEUS_METRICS: dict[str, tuple[str, str]] = {
     "health_status": ("gauge", "Overall health: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN."),
     "health_check_duration_seconds": ("gauge", "Wall time of the health check round."),
+    "health_checked_timestamp_seconds": ("gauge", "Unix time the health check round started."),
     "node_health_status": ("gauge", "Health of one node: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN."),
     "up": ("gauge", "1 if the node accepted a connection."),
     "is_primary": ("gauge", "1 if the node is a primary (not in recovery)."),
@@ -35,6 +36,7 @@ PROMETHEUS_METRICS: dict[str, tuple[str, str]] = {
     "oldest_transaction_seconds": ("gauge", "Age of the oldest open transaction."),
     "standbys_streaming": ("gauge", "Standbys streaming from this primary."),
     "synchronous_lossless": ("gauge", "1 if a synchronous standby confirms every commit."),
+    "synchronous_standbys": ("gauge", "Standbys in sync or quorum state on this primary."),
     "replication_lag_seconds": ("gauge", "Replay lag of a standby, seen from the primary."),
     "replication_lag_bytes": (
         "gauge",
@@ -45,6 +47,7 @@ PROMETHEUS_METRICS: dict[str, tuple[str, str]] = {
     "standby_replay_delay_seconds": ("gauge", "Replay delay of this standby (0 when caught up)."),
     "standby_replay_lag_bytes": ("gauge", "WAL bytes received but not yet replayed."),
     "standby_wal_receiver_streaming": ("gauge", "1 if the standby's WAL receiver is streaming."),
+    "digitalocean_api_up": ("gauge", "1 if the DigitalOcean API answered the last check."),
     "digitalocean_online": ("gauge", "1 if the DigitalOcean cluster status is online."),
     "digitalocean_nodes": ("gauge", "Nodes of the DigitalOcean cluster."),
     "digitalocean_last_failover_age_seconds": ("gauge", "Seconds since the last promotion."),
@@ -55,9 +58,11 @@ def _escape(value: Any) -> str:
     return str(value).replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
 
-def _samples(report: HealthReport) -> Iterator[tuple[str, dict[str, str], float]]:
+def prometheus_samples(report: HealthReport) -> Iterator[tuple[str, dict[str, str], float]]:
+    """(name without the ``pg_resilience_`` prefix, labels, value) for every gauge."""
     yield "health_status", {}, int(report.status)
     yield "health_check_duration_seconds", {}, report.duration_seconds
+    yield "health_checked_timestamp_seconds", {}, report.checked_at.timestamp()
     for node in report.nodes:
         f = node.facts
         labels = {"node": node.target.name, "group": node.target.group}
@@ -84,6 +89,8 @@ def _samples(report: HealthReport) -> Iterator[tuple[str, dict[str, str], float]
                 (c.value for c in node.checks if c.name == "synchronous_replication"), False
             )
             yield "synchronous_lossless", labels, int(bool(lossless))
+            synchronous = sum(1 for s in f.standbys if s.get("sync_state") in ("sync", "quorum"))
+            yield "synchronous_standbys", labels, synchronous
             for standby in f.standbys:
                 standby_labels = {**labels, "standby": str(standby.get("application_name") or "")}
                 yield (
@@ -109,6 +116,8 @@ def _samples(report: HealthReport) -> Iterator[tuple[str, dict[str, str], float]
                 int(f.wal_receiver_status == "streaming"),
             )
     do = report.digitalocean
+    if do:
+        yield "digitalocean_api_up", {"cluster": str(do.get("cluster"))}, int(not do.get("error"))
     if do and not do.get("error"):
         labels = {"cluster": str(do.get("cluster"))}
         yield "digitalocean_online", labels, int(do.get("status") == "online")
@@ -125,7 +134,7 @@ def _samples(report: HealthReport) -> Iterator[tuple[str, dict[str, str], float]
 def render_prometheus(report: HealthReport) -> str:
     """Text exposition format 0.0.4, for node_exporter's textfile collector or a scrape."""
     by_metric: dict[str, list[str]] = {}
-    for name, labels, value in _samples(report):
+    for name, labels, value in prometheus_samples(report):
         label_text = ",".join(f'{key}="{_escape(val)}"' for key, val in labels.items())
         sample = f"pg_resilience_{name}" + (f"{{{label_text}}}" if label_text else "")
         by_metric.setdefault(name, []).append(f"{sample} {float(value):g}")

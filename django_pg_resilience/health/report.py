@@ -229,5 +229,10 @@ def _app_view_of(target: Target, snapshot: dict[str, dict[str, float]]) -> dict[
     return {
         metric: by_label[target.group]
         for metric, by_label in sorted(snapshot.items())
-        if target.group in by_label
+        if target.group in by_label and _labelled_by_alias(metric)
     }
+
+
+def _labelled_by_alias(metric: str) -> bool:
+    known = stats.METRICS.get(metric)
+    return known is not None and known[2] == "alias"

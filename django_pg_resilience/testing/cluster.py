@@ -42,6 +42,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from django_pg_resilience.testing.netns import NetworkNamespace
 from django_pg_resilience.testing.proxy import EndpointProxy
 
 __all__ = [
@@ -214,6 +215,8 @@ class Node:
         self.port = port
         self.data_dir = cluster.base_dir / name
         self.log_file = cluster.base_dir / f"{name}.log"
+        #: The network namespace the server runs in (``LocalCluster(netns=True)``'s primary).
+        self.namespace: NetworkNamespace | None = None
 
     def __repr__(self) -> str:
         return f"<Node {self.name} {self.host}:{self.port}>"
@@ -273,6 +276,7 @@ class LocalCluster:
         bindir: str | Path | None = None,
         server_settings: dict[str, str] | None = None,
         tls: bool = False,
+        netns: bool = False,
     ) -> None:
         self.standby_count = standbys
         #: TLS only, as on a managed database: see :meth:`tls_params`.
@@ -288,6 +292,9 @@ class LocalCluster:
         self._lock = threading.RLock()
         self._closed = False
         self._endpoint: EndpointProxy | None = None
+        #: With ``netns=True``: the primary's own network namespace (see :mod:`.netns`).
+        self.netns = netns
+        self.namespace: NetworkNamespace | None = None
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -314,6 +321,8 @@ class LocalCluster:
             if self.tls:
                 self._make_certificates()
             primary = self._new_node("node0")
+            if self.netns:
+                self._place_in_namespace(primary)
             self._init_primary(primary)
             self._primary = primary
             for _ in range(self.standby_count):
@@ -334,6 +343,8 @@ class LocalCluster:
         for node in self.nodes:
             if node.data_dir.exists():
                 self._pg_ctl("stop", "-D", str(node.data_dir), "-m", "immediate", check=False)
+        if self.namespace is not None:
+            self.namespace.close()
         shutil.rmtree(self.base_dir, ignore_errors=True)
         if self._reaper is not None:
             # Closing its stdin tells the reaper we cleaned up ourselves.
@@ -435,9 +446,18 @@ class LocalCluster:
         self.nodes.append(node)
         return node
 
-    def _run(self, args: Sequence[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def _place_in_namespace(self, node: Node) -> None:
+        """Run ``node`` in a network namespace of its own, reached through a veth pair."""
+        self.namespace = NetworkNamespace().start()
+        node.namespace = self.namespace
+        node.host = self.namespace.address
+
+    def _run(
+        self, args: Sequence[str], *, check: bool = True, namespace: NetworkNamespace | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        inside = namespace.exec_prefix if namespace is not None else []
         result = subprocess.run(
-            [*self._prefix, *args], capture_output=True, text=True, timeout=120, cwd="/"
+            [*inside, *self._prefix, *args], capture_output=True, text=True, timeout=120, cwd="/"
         )
         if check and result.returncode != 0:
             raise RuntimeError(
@@ -446,8 +466,10 @@ class LocalCluster:
             )
         return result
 
-    def _pg_ctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return self._run([str(self.bindir / "pg_ctl"), *args], check=check)
+    def _pg_ctl(
+        self, *args: str, check: bool = True, namespace: NetworkNamespace | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return self._run([str(self.bindir / "pg_ctl"), *args], check=check, namespace=namespace)
 
     def _init_primary(self, node: Node) -> None:
         template = _initdb_template(self.bindir, tuple(self._prefix))
@@ -461,12 +483,20 @@ class LocalCluster:
         if self.tls:
             (node.data_dir / "pg_hba.conf").write_text(_HBA_TLS_ONLY)
             _chown_to_postgres(node.data_dir / "pg_hba.conf")
+        if node.namespace is not None:
+            # Clients and standbys reach it from this side of the veth pair.
+            with open(node.data_dir / "pg_hba.conf", "a") as hba:
+                rules = _HBA_TLS_ONLY if self.tls else _HBA
+                hba.write(rules.replace("127.0.0.1/32", f"{node.namespace.host_address}/32"))
         self._start_server(node)
 
     def _server_options(self, node: Node) -> str:
         # Per-node settings on the command line, so a base backup or a rewind
         # that copies the config files never carries another node's port.
-        return f"-p {node.port} -k {self.base_dir} -c cluster_name={node.name}"
+        options = f"-p {node.port} -k {self.base_dir} -c cluster_name={node.name}"
+        if node.namespace is not None:
+            options += f" -c listen_addresses={node.namespace.address}"
+        return options
 
     def _start_server(self, node: Node) -> None:
         self._pg_ctl(
@@ -480,6 +510,7 @@ class LocalCluster:
             str(node.log_file),
             "-o",
             self._server_options(node),
+            namespace=node.namespace,
         )
         node.wait_ready()
 
@@ -556,6 +587,11 @@ class LocalCluster:
         """
         if old_primary is self.primary:
             raise ValueError(f"{old_primary} is the current primary; promote another node first")
+        if old_primary.namespace is not None:
+            raise ValueError(
+                f"{old_primary} runs in a network namespace, from where the other nodes (on "
+                "127.0.0.1) cannot be reached to stream from: use a fresh cluster instead"
+            )
         if old_primary.is_running():
             self.stop(old_primary, "fast")
         primary = self.primary
@@ -616,6 +652,28 @@ class LocalCluster:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{standby} did not replay up to {target} in {timeout} s")
             time.sleep(0.01)
+
+    def replicate_through(self, standby: Node, link: Any, timeout: float = 30.0) -> None:
+        """Make ``standby`` stream from the primary through ``link`` (anything with host/port).
+
+        With an :class:`EndpointProxy` as the link, ``link.delay(ms)`` makes the
+        standby lag by about that much, as a slow network between the nodes would.
+        """
+        conninfo = (
+            f"host={link.host} port={link.port} user=postgres application_name={standby.name}"
+        )
+        standby.query(
+            sql.SQL("ALTER SYSTEM SET primary_conninfo = {}").format(sql.Literal(conninfo))
+        )
+        standby.query("SELECT pg_reload_conf()")
+        deadline = time.monotonic() + timeout
+        while not standby.query(
+            "SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming' AND sender_port = %s",
+            [link.port],
+        ):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{standby} does not stream through {link.host}:{link.port}")
+            time.sleep(0.02)
 
     def _wait_streaming(self, standby: Node, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout

@@ -428,7 +428,9 @@ class EndpointProxy:
                 self._close_connection(conn)
                 return
             if data and peer is not None:
-                if self._delay:
+                # Behind data still delayed, even once the delay is lifted: a
+                # stream must not be reordered.
+                if self._delay or peer.delayed:
                     peer.delayed.append((time.monotonic() + self._delay, data))
                 else:
                     peer.out += data

@@ -8,6 +8,10 @@
 * ``pg_fresh_cluster`` (function): a new primary + standby with its own
   endpoint (``cluster.endpoint``), for a test that kills, promotes or rewinds.
   Closed after the test, whatever happened.
+* ``pg_netns_cluster`` (function): like ``pg_fresh_cluster``, with the primary
+  in a network namespace of its own (``LocalCluster(netns=True)``):
+  ``cluster.namespace.silence()`` makes it a peer that sends nothing at all.
+  Skipped, with the reason, where this process cannot create namespaces.
 
 The plugin only creates servers when a test asks for one of these fixtures.
 """
@@ -19,6 +23,7 @@ from collections.abc import Iterator
 import pytest
 
 from django_pg_resilience.testing.cluster import LocalCluster
+from django_pg_resilience.testing.netns import netns_unavailable_reason
 from django_pg_resilience.testing.proxy import EndpointProxy
 
 
@@ -52,4 +57,14 @@ def pg_endpoint(
 def pg_fresh_cluster() -> Iterator[LocalCluster]:
     """A cluster of the test's own, with ``cluster.endpoint`` in front of its primary."""
     with LocalCluster(standbys=1) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def pg_netns_cluster() -> Iterator[LocalCluster]:
+    """A primary in its own network namespace and a standby streaming from it, for the test."""
+    reason = netns_unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"no network namespace for a silent peer: {reason}")
+    with LocalCluster(standbys=1, netns=True) as cluster:
         yield cluster

@@ -30,7 +30,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django_pg_resilience import conf, signals, stats
 from django_pg_resilience.errors import is_availability_error
 from django_pg_resilience.models import WebhookEvent
-from django_pg_resilience.webhooks import durability, processing
+from django_pg_resilience.webhooks import dispatch, durability, processing
 from django_pg_resilience.webhooks.exceptions import WebhookRejected, bad_request
 from django_pg_resilience.webhooks.processing import Delivery, Outcome
 from django_pg_resilience.webhooks.verifiers import Verifier
@@ -92,6 +92,9 @@ class IdempotentWebhookView(View):
     verifier: ClassVar[Verifier | None] = None
     #: Store as pending and answer at once; ``manage.py process_webhooks`` runs handle().
     process_async: ClassVar[bool] = False
+    #: With process_async: called with each queued event's pk once its row commits, to hand
+    #: it to a task queue (e.g. ``process_webhook_event.delay``), or its dotted path.
+    dispatch_to: ClassVar[dispatch.Dispatcher | str | None] = None
     #: Answer 2xx only once a standby has flushed the commit (503 otherwise).
     durable_ack: ClassVar[bool] = False
     #: Seconds the durable ack waits; None: PG_RESILIENCE["WEBHOOK_DURABLE_ACK_TIMEOUT"].
@@ -234,6 +237,8 @@ class IdempotentWebhookView(View):
         """Process or queue the delivery, then (durable_ack) wait for a standby."""
         if self.process_async:
             stored = processing.enqueue(delivery, using)
+            if stored.outcome is Outcome.QUEUED:
+                dispatch.hand_over(self, delivery, using)
         else:
             try:
                 stored = processing.process_inline(delivery, self.handle, using)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import sys
@@ -12,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from example_project.drill import report
+from example_project.drill import jobs, replica, report
 from example_project.drill.scenarios import SCENARIOS
 from example_project.drill.stack import ROOT, WEBHOOK_SECRET, Stack
 from example_project.drill.traffic import PROGRESS_KEYS, TrafficConfig, run_process
@@ -35,10 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--scenario",
-        choices=sorted(SCENARIOS),
+        choices=sorted([*SCENARIOS, "replica"]),
         default="crash",
         help="what fails: the primary crashes, is switched over, stops answering, or comes "
-        "back as a standby behind a stale endpoint (crash)",
+        "back as a standby behind a stale endpoint (crash); replica: a lagging read replica "
+        "serves customers who order and view their order at once, then it is killed",
     )
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of traffic (20)")
     parser.add_argument(
@@ -90,7 +92,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="TLS-only nodes (plain TCP refused), reached with sslmode=verify-full and the "
         "cluster's CA, as on a managed database",
     )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also send N background jobs to a Celery worker (Redis broker) during the traffic, "
+        "SIGKILL one of its processes in the outage, and check each took effect once (0)",
+    )
     parser.add_argument("--plot", type=Path, default=None, help="PNG of the timeline (matplotlib)")
+    parser.add_argument(
+        "--replica-delay",
+        type=float,
+        default=300.0,
+        help="--scenario replica: milliseconds of delay on the replication link (300)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     return parser
 
@@ -197,6 +213,8 @@ def drive_traffic(
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.scenario == "replica":
+        return replica.run(args, say)
     fault_at = args.fault_at if args.fault_at is not None else max(2.0, args.duration * 0.3)
     options = {
         "scenario": args.scenario,
@@ -210,6 +228,7 @@ def run(args: argparse.Namespace) -> int:
         "workers": args.workers,
         "threads": args.threads,
         "tls": args.tls,
+        "jobs": args.jobs,
     }
     stack = Stack(
         engine=args.engine,
@@ -219,7 +238,12 @@ def run(args: argparse.Namespace) -> int:
         server_log=args.server_log,
         tls=args.tls,
     )
-    with stack, tempfile.TemporaryDirectory(prefix="drill-") as work_dir:
+    job_summary = None
+    with (
+        stack,
+        tempfile.TemporaryDirectory(prefix="drill-") as work_dir,
+        contextlib.ExitStack() as extras,
+    ):
         say("Starting a PostgreSQL primary + standby behind an endpoint proxy ...")
         cluster = stack.start_cluster()
         standbys = ", ".join(node.name for node in cluster.standbys)
@@ -235,7 +259,19 @@ def run(args: argparse.Namespace) -> int:
         say(f"  http://127.0.0.1:{stack.port}/  (engine: {args.engine})")
         health_before = stack.health()
         say(f"Health before: {health_before.status}")
+        job_run = None
+        if args.jobs:
+            say(
+                f"Starting Redis and a Celery worker for {args.jobs} jobs (synchronous standby) ..."
+            )
+            job_run = jobs.JobRun(stack, args.jobs, args.server_log.with_name("drill-worker.log"))
+            extras.callback(job_run.close)
+            job_run.start()
+            job_run.send_during(args.duration, fault_at)
         traffic, events, started_at = drive_traffic(args, stack, fault_at, Path(work_dir))
+        if job_run is not None:
+            say("Waiting for the background jobs ...")
+            job_summary = job_run.finish()
         say("Traffic done. Counting orders on the new primary ...")
         orders = stack.orders_in_database()
         health_after = stack.health()
@@ -248,8 +284,12 @@ def run(args: argparse.Namespace) -> int:
         health_before=health_before.as_dict(),
         health_after=health_after.as_dict(),
     )
+    if job_summary is not None:
+        jobs.merge(summary, job_summary)
     say("")
     say(report.render(summary))
+    if job_summary is not None:
+        say("\n" + jobs.render(job_summary))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(summary, indent=2) + "\n")
     say(f"\nJSON report: {args.json}")
@@ -267,6 +307,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--duration must be more than 2 seconds")
     if args.durable_ack and args.engine == "stock":
         parser.error("--durable-ack is a feature of django-pg-resilience, not of --engine stock")
+    if args.scenario == "replica" and args.engine == "stock":
+        parser.error("--scenario replica exercises django-pg-resilience's router, not stock")
+    if args.jobs < 0:
+        parser.error("--jobs must be 0 or more")
+    if args.jobs and args.engine == "stock":
+        parser.error(
+            "--jobs runs idempotent Celery tasks of django-pg-resilience, not --engine stock"
+        )
     if args.concurrency < 2:
         parser.error("--concurrency must be at least 2 (readers and senders)")
     return args

@@ -44,3 +44,17 @@ class Order(models.Model):
             "currency": str(payload.get("currency") or "USD")[:3],
             "line_item_count": len(line_items) if isinstance(line_items, list) else 0,
         }
+
+
+class Fulfilment(models.Model):
+    """The effect of the ``fulfil_order`` background job (``shop/tasks.py``).
+
+    ``order_ref`` is deliberately NOT unique: a job that took effect twice
+    shows as a second row, which the drill's ``--jobs`` counts.
+    """
+
+    order_ref = models.BigIntegerField(db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"Fulfilment of {self.order_ref}"

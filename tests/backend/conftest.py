@@ -9,10 +9,7 @@ from typing import Any
 import pytest
 from django.db import connections
 
-from django_pg_resilience import stats
-from django_pg_resilience.backend import identity
-from django_pg_resilience.breaker import reset_breakers
-from django_pg_resilience.testing import LocalCluster
+from django_pg_resilience.testing import LocalCluster, reset_process_state
 from django_pg_resilience.testing.django import database_alias
 from tests.testapp.models import Item
 
@@ -20,12 +17,9 @@ from tests.testapp.models import Item
 @pytest.fixture(autouse=True)
 def _fresh_process_state() -> Iterator[None]:
     """Breakers, identities and counters are per process: start each test clean."""
-    reset_breakers()
-    identity.forget()
-    stats.reset()
+    reset_process_state()
     yield
-    reset_breakers()
-    identity.forget()
+    reset_process_state()
 
 
 def create_item_table(alias: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -145,3 +146,70 @@ def test_a_configuration_error_is_raised_at_once() -> None:
         breaker.call(bad_password, RetryPolicy().start(), is_retryable=retryable)
     assert calls == 1
     assert breaker.state == "closed"
+
+
+class _BlockingHandler(logging.Handler):
+    """A log handler as slow as SMTP or Sentry on a bad day: blocks until released."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.unblock = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "opened" in record.getMessage():  # the breaker opening: once per outage
+            self.entered.set()
+            self.unblock.wait(10)
+
+
+def test_a_slow_log_handler_never_stalls_the_other_threads_of_the_alias() -> None:
+    breaker = CircuitBreaker("t")
+    db = FakeDatabase()
+    handler = _BlockingHandler()
+    logger = logging.getLogger("django_pg_resilience")
+    logger.addHandler(handler)
+    try:
+
+        def call() -> None:
+            with pytest.raises(DatabaseUnavailable):
+                breaker.call(db.connect, RetryPolicy(deadline=0.2).start(), is_retryable=retryable)
+
+        caller = threading.Thread(target=call)
+        caller.start()
+        assert handler.entered.wait(10)  # the caller is inside the log handler now
+        asked = threading.Thread(target=breaker.retry_after)
+        asked.start()
+        asked.join(timeout=2)
+        assert not asked.is_alive(), "the breaker's lock was held while logging"
+    finally:
+        handler.unblock.set()
+        logger.removeHandler(handler)
+    caller.join(timeout=10)
+
+
+def test_an_outage_logs_one_error_line_however_many_callers_are_refused(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    breaker = CircuitBreaker("t")
+    db = FakeDatabase()
+    policy = RetryPolicy(deadline=0.1, base=0.01, cap=0.02)
+    with caplog.at_level(logging.ERROR, logger="django_pg_resilience"):
+        for _ in range(20):
+            with pytest.raises(DatabaseUnavailable):
+                breaker.call(db.connect, policy.start(), is_retryable=retryable)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert breaker.state == "open"
+
+
+def test_an_open_circuit_probes_about_once_a_second_however_long_the_outage() -> None:
+    now = [0.0]
+    breaker = CircuitBreaker("t", clock=lambda: now[0], rand=lambda: 1.0)
+    settings = BreakerSettings()  # the defaults
+    policy = RetryPolicy(deadline=4.0, clock=lambda: now[0])
+    for _ in range(60):  # a minute of failed probes
+        breaker.record_failure("probe", ConnectionRefusedError(), policy.start(), settings)
+        now[0] += 5.0
+    assert breaker.state == "open"
+    breaker.record_failure("probe", ConnectionRefusedError(), policy.start(), settings)
+    assert 0.75 <= breaker.retry_after() <= 1.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 
@@ -189,3 +190,32 @@ def test_a_crashed_loop_fails_the_next_call_loudly(
             connect(endpoint)  # refused at once: nothing listens any more
         assert time.monotonic() - started < 1.5
         conn.close()
+
+def test_lifting_the_delay_keeps_a_stream_in_order() -> None:
+    """Data sent after restore() must not overtake data the delay still holds."""
+    received = bytearray()
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+
+        def sink() -> None:
+            conn, _ = server.accept()
+            with conn:
+                while chunk := conn.recv(65536):
+                    received.extend(chunk)
+
+        reader = threading.Thread(target=sink, daemon=True)
+        reader.start()
+        with (
+            EndpointProxy(("127.0.0.1", port)) as endpoint,
+            socket.create_connection((endpoint.host, endpoint.port)) as client,
+        ):
+            endpoint.delay(300)
+            client.sendall(b"first ")
+            time.sleep(0.05)  # let the proxy take the first chunk under the delay
+            endpoint.restore()
+            client.sendall(b"second")
+            deadline = time.monotonic() + 10
+            while len(received) < len(b"first second") and time.monotonic() < deadline:
+                time.sleep(0.01)
+        reader.join(10)
+    assert bytes(received) == b"first second"

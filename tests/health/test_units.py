@@ -101,7 +101,8 @@ def test_write_atomically_replaces_and_leaves_no_temp(tmp_path: Path) -> None:
 def test_system_checks(settings: Any) -> None:
     settings.PG_RESILIENCE = {
         "NODES": {"bad": 1},
-        "DIGITALOCEAN_API_URL": "ftp://x",
+        "DIGITALOCEAN_API_URL": "http://api.digitalocean.com",
+        "READINESS_ENFORCE": ["reachable", "no_such_check"],
         "HEALTH_LAG_WARNING": 60.0,
         "HEALTH_LAG_CRITICAL": 10.0,
         "HEALTH_CONNECTIONS_CRITICAL": 95,
@@ -111,9 +112,14 @@ def test_system_checks(settings: Any) -> None:
     assert ids == [
         "pg_resilience.E401",
         "pg_resilience.E402",
+        "pg_resilience.E403",
         "pg_resilience.W401",
         "pg_resilience.W401",
         "pg_resilience.W402",
     ]
-    settings.PG_RESILIENCE = {"HEALTH_TOKEN": "x" * 32}
+    settings.PG_RESILIENCE = {
+        "HEALTH_TOKEN": "x" * 32,
+        "READINESS_ENFORCE": ["reachable", "cluster"],
+        "DIGITALOCEAN_API_URL": "http://127.0.0.1:8080",
+    }
     assert check_health() == []

@@ -1,0 +1,123 @@
+"""The router's configuration, resolved from the settings, and its one monitor per process."""
+
+from __future__ import annotations
+
+import functools
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+from django_pg_resilience import conf
+from django_pg_resilience.routers.monitor import ReplicaMonitor
+
+__all__ = ["READ_YOUR_WRITES_MODES", "RouterConfig", "replica_monitor", "router_config"]
+
+READ_YOUR_WRITES_MODES = ("cookie", "session", "request")
+
+
+@dataclass(frozen=True)
+class RouterConfig:
+    primary: str
+    replicas: tuple[str, ...]
+    max_lag: float
+    read_your_writes: str
+    key: str
+    max_age: float
+
+
+def _replica_aliases(primary: str, configured: tuple[str, ...]) -> tuple[str, ...]:
+    if configured:
+        return configured
+    return tuple(
+        alias
+        for alias, entry in settings.DATABASES.items()
+        if alias != primary and not conf.backend_settings(alias, entry).read_write
+    )
+
+
+def router_config_errors() -> list[str]:
+    """What is wrong with the router's settings, as messages with the fix."""
+    app = conf.app_settings()
+    errors = []
+    if app.REPLICA_PRIMARY not in settings.DATABASES:
+        errors.append(
+            f"PG_RESILIENCE['REPLICA_PRIMARY'] is {app.REPLICA_PRIMARY!r}, which is not in "
+            "DATABASES; name the read/write alias."
+        )
+    for alias in app.REPLICA_ALIASES:
+        if alias not in settings.DATABASES:
+            errors.append(
+                f"PG_RESILIENCE['REPLICA_ALIASES'] names {alias!r}, which is not in DATABASES."
+            )
+        elif alias == app.REPLICA_PRIMARY:
+            errors.append(
+                f"PG_RESILIENCE['REPLICA_ALIASES'] names the primary {alias!r}; list only "
+                "read-only aliases."
+            )
+    if app.READ_YOUR_WRITES not in READ_YOUR_WRITES_MODES:
+        errors.append(
+            f"PG_RESILIENCE['READ_YOUR_WRITES'] is {app.READ_YOUR_WRITES!r}; it must be one of "
+            f"{', '.join(map(repr, READ_YOUR_WRITES_MODES))}."
+        )
+    return errors
+
+
+@functools.lru_cache(maxsize=1)
+def router_config() -> RouterConfig:
+    """The router's settings, validated (``ImproperlyConfigured`` says what to fix)."""
+    errors = router_config_errors()
+    if errors:
+        raise ImproperlyConfigured(" ".join(errors))
+    app = conf.app_settings()
+    return RouterConfig(
+        primary=app.REPLICA_PRIMARY,
+        replicas=_replica_aliases(app.REPLICA_PRIMARY, app.REPLICA_ALIASES),
+        max_lag=app.MAX_REPLICA_LAG,
+        read_your_writes=app.READ_YOUR_WRITES,
+        key=app.READ_YOUR_WRITES_KEY,
+        max_age=app.READ_YOUR_WRITES_MAX_AGE,
+    )
+
+
+_monitor: ReplicaMonitor | None = None
+_monitor_lock = threading.Lock()
+
+
+def replica_monitor() -> ReplicaMonitor:
+    """This process's monitor of the configured replicas (made on first use)."""
+    global _monitor
+    monitor = _monitor
+    if monitor is None:
+        with _monitor_lock:
+            if _monitor is None:
+                config = router_config()
+                app = conf.app_settings()
+                _monitor = ReplicaMonitor(
+                    config.primary,
+                    config.replicas,
+                    interval=app.REPLICA_CHECK_INTERVAL,
+                    timeout=app.REPLICA_CHECK_TIMEOUT,
+                )
+            monitor = _monitor
+    return monitor
+
+
+def reset_replica_monitor() -> None:
+    """Forget the monitor and its measurements (settings changed; tests)."""
+    global _monitor
+    with _monitor_lock:
+        monitor, _monitor = _monitor, None
+    router_config.cache_clear()
+    if monitor is not None:
+        monitor.close()
+
+
+@receiver(setting_changed)
+def _settings_changed(*, setting: str, **kwargs: Any) -> None:
+    if setting in ("PG_RESILIENCE", "DATABASES"):
+        reset_replica_monitor()

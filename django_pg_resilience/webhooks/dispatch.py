@@ -1,0 +1,159 @@
+"""Hand queued webhook events to a task queue, and process one event by its pk.
+
+A view with ``process_async = True`` and ``dispatch_to`` set calls
+``dispatch_to(event_pk)`` once the pending row has committed. The task calls
+:func:`process_event`, which takes the row ``FOR UPDATE`` and runs the handler
+in the same transaction that marks the event succeeded: the exactly-once rules
+of ``manage.py process_webhooks``, which may run beside it (as a sweep for any
+hand-over the queue lost) without an event ever being processed twice.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import logging
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from django.db import DEFAULT_DB_ALIAS, router, transaction
+from django.utils import timezone
+from django.utils.module_loading import import_string
+
+from django_pg_resilience import conf
+from django_pg_resilience.errors import is_availability_error
+from django_pg_resilience.models import WebhookEvent
+from django_pg_resilience.webhooks import processing
+from django_pg_resilience.webhooks.processing import Delivery
+
+__all__ = ["Dispatcher", "Processed", "hand_over", "process_event", "seconds_until_due"]
+
+logger = logging.getLogger("django_pg_resilience.webhooks")
+
+Status = WebhookEvent.Status
+
+
+class Dispatcher(Protocol):
+    """Hands an event's pk to a queue: ``process_webhook_event.delay``, ``queue.enqueue``..."""
+
+    def __call__(self, pk: int, /) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Processed:
+    """What :func:`process_event` did to the event."""
+
+    pk: int
+    status: str
+    next_attempt_at: datetime.datetime | None
+
+    @property
+    def pending(self) -> bool:
+        """The handler raised and the event waits for another attempt."""
+        return self.status == Status.PENDING
+
+
+def _dispatcher_of(view: Any) -> Dispatcher | None:
+    # Read from the class: a plain function set as a class attribute would
+    # otherwise be bound to the view and called with it.
+    dispatcher = vars(view).get("dispatch_to", type(view).dispatch_to)
+    if isinstance(dispatcher, str):
+        dispatcher = import_string(dispatcher)
+    return dispatcher
+
+
+def _call(dispatcher: Dispatcher, pk: int, delivery: Delivery) -> None:
+    try:
+        dispatcher(pk)
+    except Exception as exc:
+        # The event is stored and acknowledged: it stays pending for the sweep.
+        logger.warning(
+            "webhook %s %s: handing event %d to the queue failed (%s); it stays pending "
+            "for manage.py process_webhooks",
+            delivery.source,
+            delivery.key,
+            pk,
+            type(exc).__name__,
+        )
+
+
+def hand_over(view: Any, delivery: Delivery, using: str) -> None:
+    """Call the view's ``dispatch_to`` with the queued event's pk once its row commits."""
+    dispatcher = _dispatcher_of(view)
+    if dispatcher is None:
+        return
+    try:
+        pk = (
+            WebhookEvent.objects.using(using)
+            .filter(source=delivery.source, key=delivery.key, status=Status.PENDING)
+            .values_list("pk", flat=True)
+            .first()
+        )
+    except Exception as exc:
+        if not is_availability_error(exc):
+            raise
+        logger.warning(
+            "webhook %s %s: the database went away before the hand-over; the event stays "
+            "pending for manage.py process_webhooks",
+            delivery.source,
+            delivery.key,
+        )
+        return
+    if pk is not None:
+        transaction.on_commit(functools.partial(_call, dispatcher, pk, delivery), using=using)
+
+
+def process_event(
+    pk: int,
+    *,
+    using: str | None = None,
+    max_attempts: int | None = None,
+    backoff: float | None = None,
+) -> Processed | None:
+    """Run the handler of pending event ``pk`` under its row lock; None if not pending.
+
+    An event already processed (by this task's earlier delivery, a duplicate
+    task or ``process_webhooks``) is left alone. A handler error is recorded on
+    the event with its backoff (failed after ``max_attempts``); an availability
+    error propagates with nothing recorded, for the queue to retry.
+    """
+    # Imported here: the worker module imports the views, which import this one.
+    from django_pg_resilience.webhooks.views import load_handler
+    from django_pg_resilience.webhooks.worker import _record_attempt_failure
+
+    alias = using or router.db_for_write(WebhookEvent) or DEFAULT_DB_ALIAS
+    settings = conf.app_settings()
+    with transaction.atomic(using=alias):
+        # No SKIP LOCKED: a task waits for whoever holds the row, then finds it
+        # succeeded (nothing to do) or still pending (a holder that rolled back).
+        event = (
+            WebhookEvent.objects.using(alias)
+            .select_for_update()
+            .filter(pk=pk, status=Status.PENDING)
+            .first()
+        )
+        if event is None:
+            return None
+        event.attempts += 1
+        try:
+            handle = load_handler(event.handler)
+            with transaction.atomic(using=alias):
+                processing.run_handler(event, handle, alias, count_attempt=False)
+        except Exception as exc:
+            if is_availability_error(exc):
+                raise
+            _record_attempt_failure(
+                event,
+                exc,
+                alias,
+                max_attempts or settings.WEBHOOK_MAX_ATTEMPTS,
+                settings.WEBHOOK_RETRY_BACKOFF if backoff is None else backoff,
+            )
+    return Processed(pk, str(event.status), event.next_attempt_at)
+
+
+def seconds_until_due(processed: Processed) -> float:
+    """Seconds until a pending event's next attempt is due (0 when it is)."""
+    if processed.next_attempt_at is None:
+        return 0.0
+    return max(0.0, (processed.next_attempt_at - timezone.now()).total_seconds())
