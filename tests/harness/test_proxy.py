@@ -191,6 +191,7 @@ def test_a_crashed_loop_fails_the_next_call_loudly(
         assert time.monotonic() - started < 1.5
         conn.close()
 
+
 def test_lifting_the_delay_keeps_a_stream_in_order() -> None:
     """Data sent after restore() must not overtake data the delay still holds."""
     received = bytearray()
