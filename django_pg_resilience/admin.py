@@ -9,8 +9,17 @@ from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
 from django_pg_resilience.models import WebhookEvent
-from django_pg_resilience.webhooks.processing import describe_error, run_handler
-from django_pg_resilience.webhooks.views import load_handler
+from django_pg_resilience.webhooks.processing import (
+    describe_error,
+    load_view,
+    run_handler,
+    view_secrets,
+)
+
+#: Running handlers is a change, not a view: staff need this permission (or
+#: the change permission) for the replay action.
+REPLAY_PERMISSION = f"{WebhookEvent._meta.app_label}.replay_webhookevent"
+CHANGE_PERMISSION = f"{WebhookEvent._meta.app_label}.change_webhookevent"
 
 
 @admin.register(WebhookEvent)
@@ -33,12 +42,18 @@ class WebhookEventAdmin(admin.ModelAdmin):
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
 
-    @admin.action(description=_("Replay selected failed events now"), permissions=["view"])
+    def has_replay_permission(self, request: HttpRequest) -> bool:
+        """The replay action runs handlers: view-only staff may not."""
+        user = request.user
+        return user.has_perm(REPLAY_PERMISSION) or user.has_perm(CHANGE_PERMISSION)
+
+    @admin.action(description=_("Replay selected failed events now"), permissions=["replay"])
     def replay_failed(self, request: HttpRequest, queryset: QuerySet[WebhookEvent]) -> None:
         """Run each failed event's handler again, exactly once (locked, like a delivery)."""
         replayed = failed = 0
         for pk in queryset.filter(status=WebhookEvent.Status.FAILED).values_list("pk", flat=True):
             using = queryset.db
+            secrets: list[str] = []
             try:
                 with transaction.atomic(using=using):
                     event = (
@@ -49,11 +64,13 @@ class WebhookEventAdmin(admin.ModelAdmin):
                     )
                     if event is None:
                         continue  # replayed meanwhile by a redelivery or the worker
-                    run_handler(event, load_handler(event.handler), using)
+                    view = load_view(event.handler)
+                    secrets = view_secrets(view)
+                    run_handler(event, view.handle, using)
                 replayed += 1
             except Exception as exc:
                 failed += 1
-                error = describe_error(exc)
+                error = describe_error(exc, secrets)
                 WebhookEvent.objects.using(queryset.db).filter(pk=pk).update(last_error=error)
                 self.message_user(request, f"event {pk}: {error}", messages.ERROR)
         if replayed:

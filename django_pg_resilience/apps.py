@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.apps import AppConfig
+from django.core.signals import got_request_exception
 
 
 class PgResilienceConfig(AppConfig):
@@ -11,3 +12,9 @@ class PgResilienceConfig(AppConfig):
     def ready(self) -> None:
         # Importing registers the system checks and the setting_changed receiver.
         from django_pg_resilience import checks, conf  # noqa: F401
+        from django_pg_resilience.middleware import note_availability_error
+
+        # Once per process: the middleware reads what the receiver notes.
+        got_request_exception.connect(
+            note_availability_error, dispatch_uid="django_pg_resilience.middleware"
+        )

@@ -15,6 +15,7 @@ from typing import Any
 from django.core.checks import CheckMessage, Error, register
 
 from django_pg_resilience import conf
+from django_pg_resilience.backend import ENGINE
 
 
 @register()
@@ -32,7 +33,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
 # E104: OPTIONS["pool"] with CONN_MAX_AGE other than 0 (Django refuses it at connect).
 # W105: deadline of 5 s or more on an alias that serves web requests (Shopify's limit).
 
-_OUR_ENGINE = "django_pg_resilience.backend"
+_OUR_ENGINE = ENGINE
 _STOCK_ENGINES = ("django.db.backends.postgresql", "django.db.backends.postgresql_psycopg2")
 
 
@@ -150,15 +151,17 @@ def check_unavailable_middleware(app_configs: Any = None, **kwargs: Any) -> list
                 id="pg_resilience.W201",
             )
         )
+    from django_pg_resilience.unavailable import TEMPLATE_NAME
+
     try:
-        get_template("django_pg_resilience/unavailable.html")
+        get_template(TEMPLATE_NAME)
     except (TemplateDoesNotExist, TemplateSyntaxError) as exc:
         messages.append(
             Warning(
-                "The 503 page's template django_pg_resilience/unavailable.html cannot be "
+                f"The 503 page's template {TEMPLATE_NAME} cannot be "
                 f"loaded ({type(exc).__name__}); a plain built-in page is sent instead.",
                 hint="Add 'django_pg_resilience' to INSTALLED_APPS with APP_DIRS=True in "
-                "TEMPLATES, or provide your own django_pg_resilience/unavailable.html.",
+                f"TEMPLATES, or provide your own {TEMPLATE_NAME}.",
                 id="pg_resilience.W202",
             )
         )

@@ -149,6 +149,14 @@ class AppSettings:
     #: Seconds before the async worker's first retry of a failed handler; doubles
     #: per attempt (capped at an hour): 8 attempts span about 20 minutes.
     WEBHOOK_RETRY_BACKOFF: float = 10.0
+    #: Seconds a delivery waits for an in-flight delivery of the same event (the
+    #: row lock) before answering 503 + Retry-After; also bounds lock waits in
+    #: the handler, which runs in the same transaction. Well under the senders'
+    #: deadlines (Shopify: 5 s). 0 waits without bound.
+    WEBHOOK_LOCK_TIMEOUT: float = 2.0
+    #: Seconds the async worker holds an event it is processing; a worker that
+    #: dies leaves the event to another one after that.
+    WEBHOOK_WORKER_LEASE: float = 300.0
 
     # --- health ---
     #: Extra nodes to check besides the aliases: {name: DSN or DATABASES-style dict}.

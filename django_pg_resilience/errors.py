@@ -8,6 +8,7 @@ rules in ``REFERENCE.md`` live here once.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterator
 from typing import TypeVar
 
 from django.db import OperationalError, ProgrammingError
@@ -19,6 +20,7 @@ __all__ = [
     "FailoverError",
     "NestedRetryError",
     "TransactionLostError",
+    "causes",
     "classify",
     "failover_error",
     "is_availability_error",
@@ -128,15 +130,26 @@ _CONFIGURATION_MESSAGES = (
 )
 
 
-def sqlstate_of(exc: BaseException | None) -> str | None:
-    """Return the SQLSTATE of ``exc`` or of the driver error it wraps, if any."""
+#: How far :func:`causes` follows ``__cause__`` / ``__context__``: Django wraps a
+#: driver error once or twice; a longer chain is a loop or not about the database.
+CAUSE_DEPTH = 5
+
+
+def causes(exc: BaseException | None) -> Iterator[BaseException]:
+    """``exc``, then the errors it wraps (``__cause__``, else ``__context__``), nearest first."""
     seen = 0
-    while exc is not None and seen < 5:
-        state = getattr(exc, "sqlstate", None)
-        if isinstance(state, str) and state:
-            return state
+    while exc is not None and seen < CAUSE_DEPTH:
+        yield exc
         exc = exc.__cause__ or exc.__context__
         seen += 1
+
+
+def sqlstate_of(exc: BaseException | None) -> str | None:
+    """Return the SQLSTATE of ``exc`` or of the driver error it wraps, if any."""
+    for error in causes(exc):
+        state = getattr(error, "sqlstate", None)
+        if isinstance(state, str) and state:
+            return state
     return None
 
 

@@ -31,23 +31,27 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
-from django.core.signals import got_request_exception
 from django.db import connections
 from django.http import HttpRequest, HttpResponseBase
 from django.urls import resolve
 
 from django_pg_resilience import signals, stats
 from django_pg_resilience.errors import is_availability_error, sqlstate_of
-from django_pg_resilience.unavailable import unavailable_response
+from django_pg_resilience.unavailable import (
+    BARE_503_ATTRIBUTE,
+    PASSTHROUGH_ATTRIBUTE,
+    is_pool_timeout,
+    unavailable_response,
+)
 
-__all__ = ["BARE_503_ATTRIBUTE", "PASSTHROUGH_ATTRIBUTE", "DatabaseUnavailableMiddleware"]
+__all__ = [
+    "BARE_503_ATTRIBUTE",
+    "PASSTHROUGH_ATTRIBUTE",
+    "DatabaseUnavailableMiddleware",
+    "note_availability_error",
+]
 
 logger = logging.getLogger("django_pg_resilience.middleware")
-
-#: A view function with this attribute set to True gets a bare 503 (webhook senders retry).
-BARE_503_ATTRIBUTE = "pg_resilience_bare_503"
-#: A view function with this attribute set to True is left alone (health endpoints report).
-PASSTHROUGH_ATTRIBUTE = "pg_resilience_passthrough"
 
 # Where the got_request_exception receiver leaves the error for the middleware.
 _NOTED_ERROR = "_pg_resilience_unavailable_error"
@@ -55,14 +59,21 @@ _NOTED_ERROR = "_pg_resilience_unavailable_error"
 _GetResponse = Callable[[HttpRequest], Any]
 
 
-def _note_availability_error(
-    sender: Any, request: HttpRequest | None = None, **kwargs: Any
-) -> None:
-    """Remember an availability error Django is about to turn into a 500."""
+def _answered_with_503(error: BaseException) -> bool:
+    # A busy pool (PoolTimeout) is recognised by its type, whatever
+    # classify() makes of it: it gets a 503, but is not an outage.
+    return is_pool_timeout(error) or is_availability_error(error)
+
+
+def note_availability_error(sender: Any, request: HttpRequest | None = None, **kwargs: Any) -> None:
+    """Remember an availability error Django is about to turn into a 500.
+
+    Connected to ``got_request_exception`` once, in ``AppConfig.ready()``.
+    """
     # Django sends the signal inside its except block (asgiref re-raises the
     # error in the worker thread for the async handler), so exc_info is set.
     error = sys.exc_info()[1]
-    if request is not None and error is not None and is_availability_error(error):
+    if request is not None and error is not None and _answered_with_503(error):
         setattr(request, _NOTED_ERROR, error)
 
 
@@ -92,7 +103,7 @@ def _alias_of(error: BaseException) -> str:
 
 
 class DatabaseUnavailableMiddleware:
-    """Turn database availability errors into a 503 page, JSON or bare 503.
+    """Turn database availability errors into a 503: the page, or JSON for APIs and webhooks.
 
     Sync and async capable. See the module docstring for where it catches
     errors, and :func:`django_pg_resilience.unavailable.unavailable_response`
@@ -107,9 +118,6 @@ class DatabaseUnavailableMiddleware:
         self.async_mode = iscoroutinefunction(get_response)
         if self.async_mode:
             markcoroutinefunction(self)
-        got_request_exception.connect(
-            _note_availability_error, dispatch_uid="django_pg_resilience.middleware"
-        )
 
     def __call__(self, request: HttpRequest) -> Any:
         if self.async_mode:
@@ -151,7 +159,7 @@ class DatabaseUnavailableMiddleware:
     # Shared by __call__ and __acall__; none of it does I/O but the logging.
 
     def _handles(self, request: HttpRequest, error: BaseException) -> bool:
-        return is_availability_error(error) and not _view_flag(request, PASSTHROUGH_ATTRIBUTE)
+        return _answered_with_503(error) and not _view_flag(request, PASSTHROUGH_ATTRIBUTE)
 
     def _replace_noted_500(
         self, request: HttpRequest, response: HttpResponseBase
@@ -177,9 +185,21 @@ class DatabaseUnavailableMiddleware:
 
     def _log_and_count(
         self, request: HttpRequest, response: HttpResponseBase, error: BaseException
-    ) -> dict[str, Any]:
+    ) -> dict[str, Any] | None:
+        """Log and count one 503; the outage signal's kwargs, or None for a busy pool."""
         alias = _alias_of(error)
         retry_after = int(response["Retry-After"])
+        if is_pool_timeout(error):
+            stats.increment("busy_responses", alias)
+            logger.warning(
+                "Connection pool of %r busy (PoolTimeout): answered 503 to %s %s "
+                "(Retry-After %ss); the database is up, the pool is too small for the load",
+                alias,
+                request.method,
+                request.path,
+                retry_after,
+            )
+            return None
         sqlstate = sqlstate_of(error)
         stats.increment("unavailable_responses", alias)
         # The error's class and SQLSTATE only: driver messages can name hosts
@@ -200,6 +220,8 @@ class DatabaseUnavailableMiddleware:
         if error is None:
             return
         kwargs = self._log_and_count(request, response, error)
+        if kwargs is None:
+            return
         for receiver, result in signals.database_unavailable_response.send_robust(
             sender=type(self), **kwargs
         ):
@@ -211,6 +233,8 @@ class DatabaseUnavailableMiddleware:
         if error is None:
             return
         kwargs = self._log_and_count(request, response, error)
+        if kwargs is None:
+            return
         signal = signals.database_unavailable_response
         if hasattr(signal, "asend_robust"):  # Django 5.0+
             results = await signal.asend_robust(sender=type(self), **kwargs)

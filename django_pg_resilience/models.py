@@ -1,4 +1,4 @@
-"""The package's one model: the webhook deliveries it has seen (issue 5)."""
+"""The package's one model: the webhook deliveries it has seen."""
 
 from __future__ import annotations
 
@@ -50,13 +50,26 @@ class WebhookEvent(models.Model):
     #: Dotted path of the view class whose ``handle()`` processes the event
     #: (the async worker and the admin's replay action import it).
     handler = models.CharField(max_length=255, blank=True, default="")
+    #: Hex SHA-256 of the raw body, when the view deduplicates by body
+    #: (``dedup_body``): a signed body replayed under a new, unsigned delivery
+    #: id is a duplicate. Empty when the view does not.
+    body_sha256 = models.CharField(max_length=64, blank=True, default="")
+    #: While the async worker holds the event (status ``processing``): when its
+    #: lease ends. A worker that died leaves it; another takes it after that.
+    locked_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name = _("webhook event")
         verbose_name_plural = _("webhook events")
         ordering = ["-received_at"]
+        permissions = [("replay_webhookevent", _("Can replay webhook events"))]
         constraints = [
             models.UniqueConstraint(fields=["source", "key"], name="pg_resilience_webhook_unique"),
+            models.UniqueConstraint(
+                fields=["source", "body_sha256"],
+                name="pg_resilience_webhook_body",
+                condition=~models.Q(body_sha256=""),
+            ),
         ]
         indexes = [
             models.Index(fields=["source", "event_id"], name="pg_resilience_webhook_event"),
@@ -66,6 +79,11 @@ class WebhookEvent(models.Model):
                 condition=models.Q(status="pending"),
             ),
             models.Index(fields=["received_at"], name="pg_resilience_webhook_recv"),
+            models.Index(
+                fields=["locked_until"],
+                name="pg_resilience_webhook_lease",
+                condition=models.Q(status="processing"),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -22,6 +22,7 @@ __all__ = [
     "webhook_duplicate",
     "webhook_failed",
     "webhook_received",
+    "webhook_signature_failed",
 ]
 
 #: A connect or statement attempt failed and will be retried.
@@ -67,3 +68,8 @@ primary_fallback = Signal()
 #: A replica alias answered as a primary (it was promoted); it gets no reads while
 #: it is one. kwargs: alias.
 replica_promoted = Signal()
+#: A webhook delivery was refused with 401. kwargs: source, reason (the refusal
+#: code: ``bad_signature``, ``missing_signature``, ``stale_timestamp``,
+#: ``no_secret``...). Never the signature or the body. A spike means a rotated
+#: secret missing from the view, or someone probing the endpoint.
+webhook_signature_failed = Signal()

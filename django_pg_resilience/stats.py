@@ -69,11 +69,6 @@ METRICS: dict[str, tuple[str, str, str]] = {
     "webhooks_failed": ("counter", "Webhook deliveries whose handler failed.", "source"),
     "webhooks_durable_ack_waits": ("counter", "Durable-ack waits for standby flush.", "source"),
     "webhooks_durable_ack_timeouts": ("counter", "Durable acks not confirmed in time.", "source"),
-    "webhooks_signature_failures": (
-        "counter",
-        "Webhook deliveries refused for a missing or wrong signature (401).",
-        "source",
-    ),
     "health_probe_connections": (
         "counter",
         "Connections the health checks opened to a database node.",
@@ -91,6 +86,26 @@ METRICS: dict[str, tuple[str, str, str]] = {
         "alias",
     ),
     "replica_lag_seconds": ("gauge", "Replay lag of a replica, as last measured.", "alias"),
+    "busy_responses": (
+        "counter",
+        "503s answered because the connection pool was busy (PoolTimeout): load, not an outage.",
+        "alias",
+    ),
+    "webhooks_signature_failures": (
+        "counter",
+        "Webhook deliveries refused with 401 (bad, missing or unusable signature or secret).",
+        "source",
+    ),
+    "webhooks_durable_ack_without_standby": (
+        "counter",
+        "Durable acks answered 200 while no standby was streaming (relaxed policy).",
+        "source",
+    ),
+    "webhooks_in_flight_timeouts": (
+        "counter",
+        "Duplicate deliveries answered 503 because the first was still being processed.",
+        "source",
+    ),
 }
 
 #: How a gauge combines across processes under PROMETHEUS_MULTIPROC_DIR (gunicorn

@@ -1,9 +1,11 @@
 """The 503 answer to a database outage: pure helpers, no database access.
 
-:func:`unavailable_response` builds what the middleware sends: the HTML page
-for browsers, JSON for API clients, a bare 503 for webhook senders. It never
-touches the database (no request context processors, no session, no user), so
-it works in the middle of the outage it reports.
+:func:`unavailable_response` builds every 503 the package sends, from the
+middleware and from the webhook views alike: the HTML page for browsers, JSON
+for API clients and webhook senders, always with the same ``Retry-After`` and
+never-cache headers. It never touches the database (no request context
+processors, no session, no user), so it works in the middle of the outage it
+reports.
 """
 
 from __future__ import annotations
@@ -22,10 +24,15 @@ from django.utils.html import escape
 from django.utils.translation import gettext
 
 from django_pg_resilience import conf
+from django_pg_resilience.errors import causes
 
 __all__ = [
+    "BARE_503_ATTRIBUTE",
+    "PASSTHROUGH_ATTRIBUTE",
+    "POOL_TIMEOUT_RETRY_AFTER",
     "TEMPLATE_NAME",
     "ResponseKind",
+    "is_pool_timeout",
     "response_kind",
     "retry_after_for",
     "unavailable_response",
@@ -37,7 +44,21 @@ logger = logging.getLogger("django_pg_resilience.middleware")
 #: The page's template; a project overrides it by providing the same name.
 TEMPLATE_NAME = "django_pg_resilience/unavailable.html"
 
-ResponseKind = Literal["html", "json", "bare"]
+#: A view function with this attribute set to True gets the webhook 503 (JSON
+#: with the error code, never the HTML page): webhook senders retry.
+BARE_503_ATTRIBUTE = "pg_resilience_bare_503"
+#: A view function with this attribute set to True is left alone (health endpoints report).
+PASSTHROUGH_ATTRIBUTE = "pg_resilience_passthrough"
+
+#: Retry-After, in seconds, when the connection pool was busy (psycopg_pool's
+#: PoolTimeout): load, not an outage, so the client may come back at once.
+POOL_TIMEOUT_RETRY_AFTER = 1
+
+#: The error code of the JSON 503s.
+UNAVAILABLE_CODE = "database_unavailable"
+POOL_BUSY_CODE = "database_busy"
+
+ResponseKind = Literal["html", "json", "webhook"]
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
@@ -52,19 +73,28 @@ _FALLBACK_PAGE = (
 )
 
 
+def is_pool_timeout(error: BaseException | None) -> bool:
+    """True when ``error`` is, or wraps, psycopg_pool's ``PoolTimeout`` (a busy pool)."""
+    try:
+        from psycopg_pool import PoolTimeout
+    except ImportError:  # pragma: no cover - psycopg[pool] is a dependency
+        return False
+    return any(isinstance(cause, PoolTimeout) for cause in causes(error))
+
+
 def retry_after_for(error: BaseException | None) -> int:
     """Seconds for ``Retry-After``: the breaker's next probe when known, else the setting.
 
     Looks for a ``retry_after`` attribute (set by :class:`~.errors.DatabaseUnavailable`)
-    on ``error`` and the errors it wraps. Rounded up, never below 1.
+    on ``error`` and the errors it wraps; a busy pool gets
+    :data:`POOL_TIMEOUT_RETRY_AFTER`. Rounded up, never below 1.
     """
-    seen = 0
-    while error is not None and seen < 5:
-        value = getattr(error, "retry_after", None)
+    if is_pool_timeout(error):
+        return POOL_TIMEOUT_RETRY_AFTER
+    for cause in causes(error):
+        value = getattr(cause, "retry_after", None)
         if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
             return max(1, math.ceil(value))
-        error = error.__cause__ or error.__context__
-        seen += 1
     return max(1, conf.app_settings().RETRY_AFTER)
 
 
@@ -99,9 +129,9 @@ def wants_json(accept: str) -> bool:
 
 
 def response_kind(request: HttpRequest, *, bare: bool = False) -> ResponseKind:
-    """Which 503 ``request`` gets: ``bare`` for webhooks, ``json`` for APIs, else ``html``."""
+    """Which 503 ``request`` gets: ``webhook`` for webhooks, ``json`` for APIs, else ``html``."""
     if bare:
-        return "bare"
+        return "webhook"
     prefixes = conf.app_settings().JSON_PATH_PREFIXES
     if prefixes and request.path_info.startswith(tuple(prefixes)):
         return "json"
@@ -155,23 +185,28 @@ def _fallback_page(retry_after: int, unsafe: bool) -> str:
 
 
 def unavailable_response(
-    request: HttpRequest, error: BaseException | None = None, *, bare: bool = False
+    request: HttpRequest,
+    error: BaseException | None = None,
+    *,
+    bare: bool = False,
+    code: str | None = None,
 ) -> HttpResponse:
     """The 503 for ``request`` during an outage (``error`` is the availability error).
 
     Status 503, ``Retry-After`` (see :func:`retry_after_for`), Django's
     never-cache headers (``Cache-Control`` includes ``no-store``) and
-    ``Vary: Accept``. The body depends on :func:`response_kind`.
+    ``Vary: Accept``. The body depends on :func:`response_kind`: the page, or
+    ``{"error": code, "retry_after": seconds}`` for APIs and webhooks (``code``
+    says why: ``database_unavailable``, ``database_busy``, or a webhook
+    view's own reason such as ``durable_ack_unconfirmed``).
     """
     retry_after = retry_after_for(error)
     kind = response_kind(request, bare=bare)
+    if code is None:
+        code = POOL_BUSY_CODE if is_pool_timeout(error) else UNAVAILABLE_CODE
     response: HttpResponse
-    if kind == "json":
-        response = JsonResponse(
-            {"error": "database_unavailable", "retry_after": retry_after}, status=503
-        )
-    elif kind == "bare":
-        response = HttpResponse(status=503, content_type="text/plain; charset=utf-8")
+    if kind in ("json", "webhook"):
+        response = JsonResponse({"error": code, "retry_after": retry_after}, status=503)
     else:
         response = HttpResponse(_page(request, retry_after), status=503)
     response["Retry-After"] = str(retry_after)

@@ -15,7 +15,7 @@ from pathlib import Path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / ".ci"))
 
-from bootstrap import TEST_PACKAGES, bootstrap
+from bootstrap import TEST_PACKAGES, bootstrap  # noqa: E402
 
 if __name__ == "__main__":
     bootstrap(packages=TEST_PACKAGES)

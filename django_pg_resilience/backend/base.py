@@ -345,6 +345,10 @@ class ResilientDatabaseWrapperMixin:
         else:
             self.connection = None
         self.errors_occurred = True
+        self.session_state = None
+        if hasattr(self, "search_path_set_schemas"):
+            # django-tenants caches "search_path already set on this connection".
+            self.search_path_set_schemas = None
         if self._lost_at is None:
             self._lost_at = time.monotonic()
         if read_only:
@@ -458,14 +462,17 @@ class ResilientDatabaseWrapperMixin:
 
                 options = {} if pool_options is True else dict(pool_options)
                 options.setdefault("connection_class", ResilientConnection)
+                # Django 6.1 lets OPTIONS["pool"] name its own check; so do we.
                 enable_checks = self.settings_dict["CONN_HEALTH_CHECKS"]
+                options.setdefault(
+                    "check", ResilientConnectionPool.check_connection if enable_checks else None
+                )
                 connect_kwargs = self.get_connection_params()
                 connect_kwargs["autocommit"] = True
                 pool = ResilientConnectionPool(
                     kwargs=connect_kwargs,
                     open=False,
                     configure=self._configure_pooled_connection,
-                    check=ResilientConnectionPool.check_connection if enable_checks else None,
                     alias=self.alias,
                     policy=self.retry_policy(),
                     breaker_settings=self.breaker_settings(),

@@ -78,8 +78,15 @@ class ResilientCursorWrapper(CursorWrapper):
         return result
 
     def _note_session_state(self, sql: Any) -> None:
-        if isinstance(sql, str) and self.db.session_state is None:
-            self.db.session_state = session_state_change(sql)
+        db = self.db
+        # django-tenants sets its tenant's search_path on each new connection itself
+        # (in _cursor()): that state comes back with the replay's cursor.
+        if (
+            isinstance(sql, str)
+            and db.session_state is None
+            and not getattr(db, "_setting_search_path", False)
+        ):
+            db.session_state = session_state_change(sql)
 
     def _recover(self, exc: Exception, kind: ErrorKind, sql: Any, params: Any, many: bool) -> Any:
         db = self.db
@@ -116,9 +123,9 @@ class ResilientCursorWrapper(CursorWrapper):
             stats.increment("retries", db.alias)
             # Connecting goes through the breaker: it waits for the outage within
             # the operation's budget or raises DatabaseUnavailable.
-            db.ensure_connection()
-            with db.wrap_database_errors:  # type: ignore[attr-defined]
-                self.cursor = db.create_cursor()  # type: ignore[attr-defined]
+            # The whole _cursor() path, so a backend mixed with ours re-applies
+            # what it sets on each new connection (django-tenants' search_path).
+            self.cursor = db._cursor().cursor  # type: ignore[attr-defined]
             try:
                 if many:
                     return super()._executemany(sql, params)  # type: ignore[misc]

@@ -18,11 +18,11 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from django_pg_resilience.backend import ENGINE
 from django_pg_resilience.conf import OPTIONS_KEY, app_settings
 
 __all__ = ["ENGINE", "Target", "discover_targets", "masked_dsn", "node_targets"]
 
-ENGINE = "django_pg_resilience.backend"
 MASK = "********"
 ROLES = ("primary", "standby")
 

@@ -15,7 +15,7 @@ Details (nodes, hosts, lag, messages) are shown only to a request whose
 ``X-Health-Token`` header matches ``PG_RESILIENCE['HEALTH_TOKEN']``; everyone
 else sees statuses alone and waits for a probe round only while there has
 never been one.
-The views are marked ``pg_resilience_passthrough`` so the 503 middleware
+The views are marked with ``PASSTHROUGH_ATTRIBUTE`` so the 503 middleware
 leaves their answers as they are: they report, they do not apologise.
 """
 
@@ -35,6 +35,7 @@ from django_pg_resilience.health.cache import CachedReport, cluster_report
 from django_pg_resilience.health.readiness import enforced_checks, process_checks
 from django_pg_resilience.health.report import SCHEMA_VERSION
 from django_pg_resilience.health.status import Status, worst
+from django_pg_resilience.unavailable import PASSTHROUGH_ATTRIBUTE
 
 __all__ = ["TOKEN_HEADER", "cluster_health", "healthz", "readyz"]
 
@@ -134,6 +135,5 @@ def _cluster_body(cached: CachedReport, *, detailed: bool) -> dict[str, Any]:
     return data
 
 
-healthz.pg_resilience_passthrough = True  # type: ignore[attr-defined]
-readyz.pg_resilience_passthrough = True  # type: ignore[attr-defined]
-cluster_health.pg_resilience_passthrough = True  # type: ignore[attr-defined]
+for _view in (healthz, readyz, cluster_health):
+    setattr(_view, PASSTHROUGH_ATTRIBUTE, True)

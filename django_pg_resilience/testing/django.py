@@ -9,6 +9,8 @@ from typing import Any, Protocol
 from django.conf import settings
 from django.db import connections
 
+from django_pg_resilience.backend import ENGINE
+
 __all__ = ["database_alias", "database_settings"]
 
 
@@ -20,7 +22,7 @@ class _Address(Protocol):
 def database_settings(
     address: _Address,
     *,
-    engine: str = "django_pg_resilience.backend",
+    engine: str = ENGINE,
     name: str = "postgres",
     user: str = "postgres",
     password: str = "",

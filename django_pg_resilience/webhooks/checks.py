@@ -12,6 +12,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 
 from django_pg_resilience import conf
 from django_pg_resilience.webhooks.sources import StandardWebhookView
+from django_pg_resilience.webhooks.verifiers import standard_webhooks_key, usable_secrets
 from django_pg_resilience.webhooks.views import IdempotentWebhookView
 
 __all__ = ["webhook_check_messages", "webhook_views"]
@@ -55,12 +56,26 @@ def _view_messages(view_class: type[IdempotentWebhookView]) -> list[CheckMessage
             )
         )
     else:
-        if not secrets or not all(isinstance(s, str) and s for s in secrets):
+        unusable = len(secrets) - len(usable_secrets(secrets))
+        if not usable_secrets(secrets):
             messages.append(
                 Error(
-                    f"{name} has no signing secret: every delivery would be refused with 401.",
+                    f"{name} has no usable signing secret (none, or only empty or "
+                    "whitespace-only ones): every delivery is refused with 401.",
                     hint="Set `secrets = [...]` on the view (the app's client secret; keep the "
-                    "old one too while rotating) or override get_secrets().",
+                    "old one too while rotating) or override get_secrets(); check that the "
+                    "environment variables they come from are set.",
+                    obj=view_class,
+                    id="pg_resilience.E301",
+                )
+            )
+        elif unusable:
+            messages.append(
+                Error(
+                    f"{name} has {unusable} empty, whitespace-only or non-text signing "
+                    "secret(s): they are never used (anyone could sign with an empty key).",
+                    hint="Remove them, or set the environment variable they come from "
+                    "(env('OLD_SECRET', default='') gives '').",
                     obj=view_class,
                     id="pg_resilience.E301",
                 )
@@ -75,16 +90,16 @@ def _view_messages(view_class: type[IdempotentWebhookView]) -> list[CheckMessage
             )
         )
     if issubclass(view_class, StandardWebhookView):
-        from django_pg_resilience.webhooks.verifiers import standard_webhooks_key
-
-        for secret in secrets:
+        for secret in usable_secrets(secrets):
             try:
                 standard_webhooks_key(secret)
             except ImproperlyConfigured:
                 messages.append(
                     Error(
-                        f"{name} has a secret that is not a Standard Webhooks secret.",
-                        hint="Copy the secret as the sender shows it: 'whsec_' + base64.",
+                        f"{name} has a secret that is not a usable Standard Webhooks secret "
+                        "(not base64, or an empty key): it is never used.",
+                        hint="Copy the secret as the sender shows it: 'whsec_' + base64 "
+                        "(is the environment variable it comes from set?).",
                         obj=view_class,
                         id="pg_resilience.E303",
                     )
@@ -124,7 +139,19 @@ def webhook_check_messages() -> list[CheckMessage]:
     except ImproperlyConfigured:
         return messages  # E002 reports it
     django_limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-    if django_limit is not None and limit > django_limit:
+    if django_limit is None:
+        messages.append(
+            Warning(
+                "DATA_UPLOAD_MAX_MEMORY_SIZE is None: Django reads any request body whole into "
+                "memory when a view or middleware touches request.body or request.POST. The "
+                f"webhook views read at most WEBHOOK_MAX_BODY_SIZE ({limit}) + 1 bytes, but "
+                "a middleware reading the body before them does not.",
+                hint="Set DATA_UPLOAD_MAX_MEMORY_SIZE (Django's default is 2621440), at least "
+                "WEBHOOK_MAX_BODY_SIZE.",
+                id="pg_resilience.W301",
+            )
+        )
+    elif limit > django_limit:
         messages.append(
             Warning(
                 f"PG_RESILIENCE['WEBHOOK_MAX_BODY_SIZE'] ({limit}) is above "

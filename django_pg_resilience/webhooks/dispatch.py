@@ -2,10 +2,10 @@
 
 A view with ``process_async = True`` and ``dispatch_to`` set calls
 ``dispatch_to(event_pk)`` once the pending row has committed. The task calls
-:func:`process_event`, which takes the row ``FOR UPDATE`` and runs the handler
-in the same transaction that marks the event succeeded: the exactly-once rules
-of ``manage.py process_webhooks``, which may run beside it (as a sweep for any
-hand-over the queue lost) without an event ever being processed twice.
+:func:`process_event`, which leases that event and runs its handler exactly as
+``manage.py process_webhooks`` does (the same code), so the command may run
+beside the queue (as a sweep for any hand-over the queue lost) without an event
+ever being processed twice.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from django.utils.module_loading import import_string
 from django_pg_resilience import conf
 from django_pg_resilience.errors import is_availability_error
 from django_pg_resilience.models import WebhookEvent
-from django_pg_resilience.webhooks import processing
 from django_pg_resilience.webhooks.processing import Delivery
 
 __all__ = ["Dispatcher", "Processed", "hand_over", "process_event", "seconds_until_due"]
@@ -49,8 +48,8 @@ class Processed:
 
     @property
     def pending(self) -> bool:
-        """The handler raised and the event waits for another attempt."""
-        return self.status == Status.PENDING
+        """The event waits: its handler raised (a backoff) or another worker holds it (a lease)."""
+        return self.status in (Status.PENDING, Status.PROCESSING)
 
 
 def _dispatcher_of(view: Any) -> Dispatcher | None:
@@ -110,46 +109,35 @@ def process_event(
     max_attempts: int | None = None,
     backoff: float | None = None,
 ) -> Processed | None:
-    """Run the handler of pending event ``pk`` under its row lock; None if not pending.
+    """Run the handler of event ``pk`` under the worker's lease; None when there is nothing to do.
 
-    An event already processed (by this task's earlier delivery, a duplicate
-    task or ``process_webhooks``) is left alone. A handler error is recorded on
-    the event with its backoff (failed after ``max_attempts``); an availability
-    error propagates with nothing recorded, for the queue to retry.
+    The same lease and exactly-once rules as ``manage.py process_webhooks``
+    (see :mod:`.worker`): the attempt is committed before the handler runs, a
+    handler error is recorded with its backoff (failed after ``max_attempts``),
+    and an event whose worker died is taken over once its lease expires. An
+    event another worker holds comes back as ``processing``, with the time its
+    lease ends as ``next_attempt_at``: ask again then. Only an error of this
+    worker's own connection propagates, for the queue to retry.
     """
-    # Imported here: the worker module imports the views, which import this one.
-    from django_pg_resilience.webhooks.views import load_handler
-    from django_pg_resilience.webhooks.worker import _record_attempt_failure
+    from django_pg_resilience.webhooks import worker
 
     alias = using or router.db_for_write(WebhookEvent) or DEFAULT_DB_ALIAS
     settings = conf.app_settings()
-    with transaction.atomic(using=alias):
-        # No SKIP LOCKED: a task waits for whoever holds the row, then finds it
-        # succeeded (nothing to do) or still pending (a holder that rolled back).
-        event = (
-            WebhookEvent.objects.using(alias)
-            .select_for_update()
-            .filter(pk=pk, status=Status.PENDING)
-            .first()
-        )
-        if event is None:
-            return None
-        event.attempts += 1
-        try:
-            handle = load_handler(event.handler)
-            with transaction.atomic(using=alias):
-                processing.run_handler(event, handle, alias, count_attempt=False)
-        except Exception as exc:
-            if is_availability_error(exc):
-                raise
-            _record_attempt_failure(
-                event,
-                exc,
-                alias,
-                max_attempts or settings.WEBHOOK_MAX_ATTEMPTS,
-                settings.WEBHOOK_RETRY_BACKOFF if backoff is None else backoff,
-            )
-    return Processed(pk, str(event.status), event.next_attempt_at)
+    status = worker.process_one(
+        alias,
+        max_attempts=max_attempts or settings.WEBHOOK_MAX_ATTEMPTS,
+        backoff=settings.WEBHOOK_RETRY_BACKOFF if backoff is None else backoff,
+        pk=pk,
+    )
+    row = (
+        WebhookEvent.objects.using(alias)
+        .filter(pk=pk)
+        .values_list("status", "next_attempt_at")
+        .first()
+    )
+    if row is None or (status is None and row[0] != Status.PROCESSING):
+        return None  # unknown, or already processed
+    return Processed(pk, str(row[0]), row[1])
 
 
 def seconds_until_due(processed: Processed) -> float:

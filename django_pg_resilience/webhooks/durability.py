@@ -35,10 +35,13 @@ _WRITTEN_END_SQL = (
     " pg_size_bytes(current_setting('wal_segment_size')) AS segment) AS insert_position"
 )
 
-# Two constants joined: no input reaches this text.
+# Two constants joined: no input reaches this text. The third column says
+# whether any standby streams at all (a row whose state the role may not read
+# counts as streaming: without the privilege to know, assume the strict case).
 _WRITTEN_END_IF_FLUSHED_SQL = (
     "SELECT end_position, EXISTS (SELECT 1 FROM pg_stat_replication"  # noqa: S608
-    " WHERE flush_lsn - '0/0'::pg_lsn >= end_position)"
+    " WHERE flush_lsn - '0/0'::pg_lsn >= end_position),"
+    " EXISTS (SELECT 1 FROM pg_stat_replication WHERE state = 'streaming' OR state IS NULL)"
     " FROM (" + _WRITTEN_END_SQL + ") AS written (end_position)"
 )
 
@@ -60,8 +63,8 @@ def current_wal_position(using: str) -> str:
         return _lsn_text(int(cursor.fetchone()[0]))
 
 
-def current_wal_position_if_flushed(using: str) -> tuple[str, bool]:
-    """:func:`current_wal_position`, and whether a standby already flushed it.
+def current_wal_position_if_flushed(using: str) -> tuple[str, bool, bool]:
+    """:func:`current_wal_position`, whether a standby already flushed it, whether any streams.
 
     One round trip where the first poll of :func:`wait_for_standby_flush`
     would take a second one (the answer is yes at once with a synchronous
@@ -69,8 +72,8 @@ def current_wal_position_if_flushed(using: str) -> tuple[str, bool]:
     """
     with connections[using].cursor() as cursor:
         cursor.execute(_WRITTEN_END_IF_FLUSHED_SQL)
-        position, flushed = cursor.fetchone()
-        return _lsn_text(int(position)), bool(flushed)
+        position, flushed, streaming = cursor.fetchone()
+        return _lsn_text(int(position)), bool(flushed), bool(streaming)
 
 
 def _flushed_by_any_standby(using: str, lsn: str) -> bool:

@@ -10,6 +10,16 @@ handler, so:
   died), the duplicate's insert goes through and it processes the event itself;
 * a failed or pending row is locked ``FOR UPDATE`` and processed under the lock,
   so two retries of a failed event cannot both run the handler.
+
+A second unique index, on ``(source, body_sha256)`` where the digest is set,
+makes a signed body replayed under a fresh (unsigned) delivery id a duplicate
+of the first. ``ON CONFLICT DO NOTHING`` names no index, so either conflict
+leaves the insert to the duplicate path.
+
+Waiting on an in-flight delivery is bounded by ``lock_timeout``
+(``WEBHOOK_LOCK_TIMEOUT``), set for the transaction by the insert itself (no
+extra round trip); when it expires :class:`DeliveryInFlight` is raised and the
+view answers 503 with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -22,14 +32,21 @@ import logging
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from django.db import DataError, connections, transaction
-from django.db.models import F
+from django.core.exceptions import ImproperlyConfigured
+from django.db import DataError, OperationalError, connections, transaction
+from django.db.models import F, Q
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
+from django_pg_resilience import conf
+from django_pg_resilience.errors import sqlstate_of
 from django_pg_resilience.models import WebhookEvent
-from django_pg_resilience.webhooks.exceptions import bad_request
+from django_pg_resilience.webhooks.exceptions import DeliveryInFlight, bad_request
+
+if TYPE_CHECKING:
+    from django_pg_resilience.webhooks.views import IdempotentWebhookView
 
 __all__ = [
     "Delivery",
@@ -37,6 +54,8 @@ __all__ = [
     "Stored",
     "describe_error",
     "enqueue",
+    "load_handler",
+    "load_view",
     "process_inline",
     "record_failure",
     "run_handler",
@@ -46,6 +65,9 @@ logger = logging.getLogger("django_pg_resilience.webhooks")
 
 #: Longest ``last_error`` kept, in characters.
 ERROR_LIMIT = 2000
+
+#: lock_not_available: the in-flight delivery held the row past lock_timeout.
+_LOCK_NOT_AVAILABLE = "55P03"
 
 Status = WebhookEvent.Status
 
@@ -90,6 +112,31 @@ class Delivery:
     triggered_at: datetime.datetime | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     handler: str = ""
+    #: Hex SHA-256 of the raw body, or "" when the view does not deduplicate by body.
+    body_sha256: str = ""
+
+
+def load_view(path: str) -> IdempotentWebhookView:
+    """An instance of the webhook view class at ``path`` (``WebhookEvent.handler``)."""
+    from django_pg_resilience.webhooks.views import IdempotentWebhookView
+
+    view_class = import_string(path)
+    if not (isinstance(view_class, type) and issubclass(view_class, IdempotentWebhookView)):
+        raise ImproperlyConfigured(f"{path} is not an IdempotentWebhookView subclass.")
+    return view_class()
+
+
+def load_handler(path: str) -> Callable[[WebhookEvent], None]:
+    """The ``handle`` of the view class at ``path`` (for the worker and the admin's replay)."""
+    return load_view(path).handle
+
+
+def view_secrets(view: IdempotentWebhookView) -> list[str]:
+    """The view's secrets, to mask them in errors; none if it cannot say."""
+    try:
+        return [secret for secret in view.get_secrets() if isinstance(secret, str)]
+    except Exception:
+        return []
 
 
 def describe_error(
@@ -144,6 +191,8 @@ def _insert_if_new(
         json.dumps(delivery.payload),
         json.dumps(dict(delivery.headers)),
         delivery.handler,
+        delivery.body_sha256,
+        _lock_timeout(),
     )
     try:
         with connection.cursor() as cursor:
@@ -154,7 +203,20 @@ def _insert_if_new(
         # no retry would ever succeed, so it is refused like malformed JSON.
         # Raising leaves the caller's atomic block (if any), which rolls back.
         raise bad_request("unstorable_payload") from None
+    except OperationalError as exc:
+        _raise_if_in_flight(exc, delivery)
+        raise
     return None if row is None else int(row[0])
+
+
+def _lock_timeout() -> str:
+    """``lock_timeout`` for PostgreSQL, in milliseconds (``"0"`` waits without bound)."""
+    return str(max(0, round(conf.app_settings().WEBHOOK_LOCK_TIMEOUT * 1000)))
+
+
+def _raise_if_in_flight(exc: BaseException, delivery: Delivery) -> None:
+    if sqlstate_of(exc) == _LOCK_NOT_AVAILABLE:
+        raise DeliveryInFlight(delivery.source, delivery.key) from None
 
 
 #: The columns :func:`_insert_if_new` fills, in the order of its parameters.
@@ -174,6 +236,7 @@ _INSERT_COLUMNS = (
     "payload",
     "headers",
     "handler",
+    "body_sha256",
 )
 _JSON_COLUMNS = frozenset({"payload", "headers"})
 
@@ -191,13 +254,16 @@ def _datetime_field() -> Any:
 def _insert_sql(quote: Callable[[str], str]) -> str:
     fields = _fields()
     columns = ", ".join(quote(str(fields[name].column)) for name in _INSERT_COLUMNS)
-    unique = ", ".join(quote(str(fields[name].column)) for name in ("source", "key"))
-    placeholders = ", ".join(
-        "%s::jsonb" if name in _JSON_COLUMNS else "%s" for name in _INSERT_COLUMNS
-    )
+    placeholders = ["%s::jsonb" if name in _JSON_COLUMNS else "%s" for name in _INSERT_COLUMNS]
+    # The last value also sets lock_timeout for the transaction: the VALUES row
+    # is computed before the insert may wait on an in-flight duplicate, so the
+    # bound applies to that wait, at no extra round trip. left(..., 0) is "".
+    placeholders[-1] += " || left(set_config('lock_timeout', %s, true), 0)"
+    # No conflict target: the key's and the body digest's unique indexes both
+    # make the delivery a duplicate.
     return (
         f"INSERT INTO {quote(WebhookEvent._meta.db_table)} ({columns}) "  # noqa: S608
-        f"VALUES ({placeholders}) ON CONFLICT ({unique}) DO NOTHING "
+        f"VALUES ({', '.join(placeholders)}) ON CONFLICT DO NOTHING "
         f"RETURNING {quote(str(fields['id'].column))}"
     )
 
@@ -234,6 +300,8 @@ def _event_values(pk: int, delivery: Delivery) -> list[Any]:
         "payload": delivery.payload,
         "headers": dict(delivery.headers),
         "handler": delivery.handler,
+        "body_sha256": delivery.body_sha256,
+        "locked_until": None,
     }
     return [row[name] for name in _concrete_names()]
 
@@ -255,11 +323,19 @@ def run_handler(
     event.status = Status.SUCCEEDED
     event.processed_at = timezone.now()
     event.next_attempt_at = None
+    event.locked_until = None
     event.last_error = ""
     handle(event)
     event.save(
         using=using,
-        update_fields=["status", "attempts", "processed_at", "next_attempt_at", "last_error"],
+        update_fields=[
+            "status",
+            "attempts",
+            "processed_at",
+            "next_attempt_at",
+            "locked_until",
+            "last_error",
+        ],
     )
 
 
@@ -282,18 +358,35 @@ def process_inline(
         if pk is not None:
             handle(_event_from(pk, delivery, using))
             return Stored(Outcome.PROCESSED, _session(using))
-        event = (
-            WebhookEvent.objects.using(using)
-            .select_for_update()
-            .get(source=delivery.source, key=delivery.key)
-        )
-        if event.status == Status.SUCCEEDED:
+        event = _locked_existing(delivery, using)
+        if event is None or event.status == Status.SUCCEEDED:
             return Stored(Outcome.DUPLICATE, _session(using))
         # A failed or still-pending event: this delivery processes it now,
         # under the row lock (the async worker skips locked rows).
         run_handler(event, handle, using)
         session = _session(using)
     return Stored(Outcome.PROCESSED, session)
+
+
+def _same_event(delivery: Delivery) -> Q:
+    """The stored row(s) ``delivery`` duplicates: same key, or same body digest."""
+    same = Q(key=delivery.key)
+    if delivery.body_sha256:
+        same |= Q(body_sha256=delivery.body_sha256)
+    return Q(source=delivery.source) & same
+
+
+def _locked_existing(delivery: Delivery, using: str) -> WebhookEvent | None:
+    """The row the insert conflicted with, locked; the key's row first. None if pruned since."""
+    try:
+        rows = list(
+            WebhookEvent.objects.using(using).select_for_update().filter(_same_event(delivery))[:2]
+        )
+    except OperationalError as exc:
+        _raise_if_in_flight(exc, delivery)
+        raise
+    rows.sort(key=lambda row: row.key != delivery.key)
+    return rows[0] if rows else None
 
 
 def enqueue(delivery: Delivery, using: str) -> Stored:
@@ -311,7 +404,7 @@ def enqueue(delivery: Delivery, using: str) -> Stored:
         return Stored(Outcome.QUEUED, _session(using))
     rearmed = (
         WebhookEvent.objects.using(using)
-        .filter(source=delivery.source, key=delivery.key, status=Status.FAILED)
+        .filter(_same_event(delivery), status=Status.FAILED)
         .update(status=Status.PENDING, attempts=0, next_attempt_at=timezone.now())
     )
     return Stored(Outcome.QUEUED if rearmed else Outcome.DUPLICATE, _session(using))
@@ -327,8 +420,6 @@ def record_failure(delivery: Delivery, error: str, using: str) -> None:
     with transaction.atomic(using=using):
         pk = _insert_if_new(delivery, using, status=Status.FAILED, attempts=1, last_error=error)
         if pk is None:
-            WebhookEvent.objects.using(using).filter(
-                source=delivery.source, key=delivery.key
-            ).exclude(status=Status.SUCCEEDED).update(
-                status=Status.FAILED, attempts=F("attempts") + 1, last_error=error
-            )
+            WebhookEvent.objects.using(using).filter(_same_event(delivery)).exclude(
+                status=Status.SUCCEEDED
+            ).update(status=Status.FAILED, attempts=F("attempts") + 1, last_error=error)

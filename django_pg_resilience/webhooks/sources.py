@@ -83,6 +83,9 @@ class StandardWebhookView(IdempotentWebhookView):
     source: ClassVar[str] = "standard"
     verifier: ClassVar[Verifier | None] = StandardWebhooksVerifier()
     topic_field: ClassVar[str] = "type"
+    #: webhook-id is signed: a replay under a new id fails the signature, and a
+    #: sender may legitimately send the same body as two messages.
+    dedup_body: ClassVar[bool] = False
     stored_headers: ClassVar[tuple[str, ...]] = ("webhook-id", "webhook-timestamp")
 
     def get_idempotency_key(self, request: HttpRequest, payload: Any) -> str:

@@ -5,6 +5,13 @@ Each verifier raises :class:`~django_pg_resilience.webhooks.exceptions.WebhookRe
 ``None`` otherwise. They never touch the database, never parse the body, and
 compare in constant time (:func:`hmac.compare_digest`) against every secret,
 so a secret being rotated keeps working until it is removed from the list.
+
+They fail closed: an empty or whitespace-only secret (``env("OLD", default="")``)
+and a Standard Webhooks secret that decodes to no key are never used, since
+anyone can sign with an empty key; with no usable secret left every delivery
+is refused (``no_secret``). A signature header that is not plain ASCII, or a
+``webhook-timestamp`` that is not 1 to 12 digits, is refused before any
+arithmetic on it.
 """
 
 from __future__ import annotations
@@ -13,15 +20,27 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from django.core.exceptions import ImproperlyConfigured
 
-from django_pg_resilience.webhooks.exceptions import unauthorized
+from django_pg_resilience.webhooks.exceptions import NO_SECRET_CODE, unauthorized
 
-__all__ = ["GitHubVerifier", "ShopifyVerifier", "StandardWebhooksVerifier", "Verifier"]
+__all__ = [
+    "GitHubVerifier",
+    "ShopifyVerifier",
+    "StandardWebhooksVerifier",
+    "Verifier",
+    "standard_webhooks_key",
+    "usable_secrets",
+]
+
+#: Unix seconds as the Standard Webhooks spec writes them. Twelve digits reach
+#: the year 33658; anything longer is an attack on the arithmetic, not a time.
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
 
 
 class Verifier(Protocol):
@@ -29,10 +48,17 @@ class Verifier(Protocol):
         """Raise ``WebhookRejected`` unless ``body`` is signed by one of ``secrets``."""
 
 
-def _as_bytes(value: str) -> bytes:
-    # Header values come from the client: any code point must compare (and
-    # fail) without raising, and compare_digest wants bytes for non-ASCII.
-    return value.encode("utf-8", "surrogatepass")
+def _ascii_header(headers: Mapping[str, str], name: str, code: str) -> str:
+    """The stripped value of header ``name``: 401 ``code`` unless it is printable ASCII.
+
+    Under WSGI a header arrives as latin-1 text: a sender's UTF-8 bytes become
+    other characters, and could never match what the sender signed. Refusing
+    them here makes that a clear code instead of a failed comparison.
+    """
+    value = (headers.get(name) or "").strip()
+    if not (value.isascii() and value.isprintable()):
+        raise unauthorized(code, f"{name} is not printable ASCII")
+    return value
 
 
 def _hmac_sha256(key: bytes, message: bytes) -> bytes:
@@ -40,9 +66,19 @@ def _hmac_sha256(key: bytes, message: bytes) -> bytes:
     return hmac.digest(key, message, hashlib.sha256)
 
 
-def _require_secrets(secrets: Sequence[str]) -> None:
-    if not secrets:
-        raise unauthorized("no_secret", "the view has no secret configured (check E301)")
+def usable_secrets(secrets: Sequence[str]) -> list[str]:
+    """The secrets that may sign: strings that are not empty or whitespace only.
+
+    ``secrets=[env("OLD_SECRET", default="")]`` gives ``[""]``: an HMAC keyed
+    with nothing, which anyone can compute. Such entries are dropped, never used.
+    """
+    return [secret for secret in secrets if isinstance(secret, str) and secret.strip()]
+
+
+def _no_usable_secret() -> Exception:
+    return unauthorized(
+        NO_SECRET_CODE, "the view has no usable signing secret (check pg_resilience.E301)"
+    )
 
 
 class _HeaderSignatureVerifier:
@@ -54,15 +90,15 @@ class _HeaderSignatureVerifier:
         raise NotImplementedError
 
     def verify(self, body: bytes, headers: Mapping[str, str], secrets: Sequence[str]) -> None:
-        _require_secrets(secrets)
-        provided = headers.get(self.header)
+        keys = [secret.encode() for secret in usable_secrets(secrets)]
+        if not keys:
+            raise _no_usable_secret()
+        provided = _ascii_header(headers, self.header, "malformed_signature")
         if not provided:
             raise unauthorized("missing_signature", f"no {self.header} header")
-        given = _as_bytes(provided.strip())
+        given = provided.encode("ascii")
         # Every secret is compared (no early exit), each in constant time.
-        matches = [
-            hmac.compare_digest(self.expected(secret.encode(), body), given) for secret in secrets
-        ]
+        matches = [hmac.compare_digest(self.expected(key, body), given) for key in keys]
         if not any(matches):
             raise unauthorized("bad_signature", f"{self.header} matches no configured secret")
 
@@ -86,14 +122,34 @@ class GitHubVerifier(_HeaderSignatureVerifier):
 
 
 def standard_webhooks_key(secret: str) -> bytes:
-    """The HMAC key of a Standard Webhooks secret: ``whsec_`` + base64 (prefix optional)."""
-    encoded = secret.removeprefix("whsec_")
+    """The HMAC key of a Standard Webhooks secret: ``whsec_`` + base64 (prefix optional).
+
+    Raises ImproperlyConfigured when it is not base64 or decodes to no key at
+    all (``"whsec_" + env("SECRET", default="")``).
+    """
+    encoded = secret.strip().removeprefix("whsec_")
     try:
-        return base64.b64decode(encoded, validate=True)
+        key = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
         raise ImproperlyConfigured(
             "A Standard Webhooks secret is 'whsec_' followed by base64, as the sender shows it."
         ) from None
+    if not key:
+        raise ImproperlyConfigured(
+            "A Standard Webhooks secret decodes to an empty key: 'whsec_' must be followed "
+            "by the base64 key the sender shows (is the environment variable set?)."
+        )
+    return key
+
+
+def _standard_webhooks_keys(secrets: Sequence[str]) -> list[bytes]:
+    keys = []
+    for secret in usable_secrets(secrets):
+        try:
+            keys.append(standard_webhooks_key(secret))
+        except ImproperlyConfigured:
+            continue  # never used; pg_resilience.E303 names it
+    return keys
 
 
 class StandardWebhooksVerifier:
@@ -110,29 +166,29 @@ class StandardWebhooksVerifier:
         self.clock = clock
 
     def verify(self, body: bytes, headers: Mapping[str, str], secrets: Sequence[str]) -> None:
-        _require_secrets(secrets)
-        msg_id = headers.get("webhook-id")
-        timestamp = headers.get("webhook-timestamp")
-        signature = headers.get("webhook-signature")
+        keys = _standard_webhooks_keys(secrets)
+        if not keys:
+            raise _no_usable_secret()
+        signature = _ascii_header(headers, "webhook-signature", "malformed_signature")
+        msg_id = _ascii_header(headers, "webhook-id", "malformed_id")
+        timestamp = _ascii_header(headers, "webhook-timestamp", "bad_timestamp")
         if not signature:
             raise unauthorized("missing_signature", "no webhook-signature header")
         if not msg_id or not timestamp:
             raise unauthorized("missing_signature", "webhook-id and webhook-timestamp are signed")
-        try:
-            sent_at = int(timestamp)
-        except ValueError:
-            raise unauthorized("bad_timestamp", "webhook-timestamp is not Unix seconds") from None
-        if abs(self.clock() - sent_at) > self.tolerance:
+        if not _TIMESTAMP.fullmatch(timestamp):
+            raise unauthorized("bad_timestamp", "webhook-timestamp is not Unix seconds")
+        if abs(self.clock() - int(timestamp)) > self.tolerance:
             raise unauthorized("stale_timestamp", "webhook-timestamp is outside the tolerance")
-        signed = _as_bytes(f"{msg_id}.{timestamp}.") + body
+        signed = f"{msg_id}.{timestamp}.".encode("ascii") + body
         given = [
-            _as_bytes(entry.partition(",")[2])
+            entry.partition(",")[2].encode("ascii")
             for entry in signature.split()
             if entry.startswith("v1,")
         ]
         ok = False
-        for secret in secrets:
-            expected = base64.b64encode(_hmac_sha256(standard_webhooks_key(secret), signed))
+        for key in keys:
+            expected = base64.b64encode(_hmac_sha256(key, signed))
             for candidate in given:
                 # No short-circuit: the time taken does not depend on which entry matched.
                 ok |= hmac.compare_digest(expected, candidate)

@@ -13,9 +13,11 @@ query and leaves no row.
 from __future__ import annotations
 
 import datetime
+import hashlib
+import io
 import json
 import logging
-import math
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
@@ -23,21 +25,45 @@ from django.core.exceptions import ImproperlyConfigured, RequestDataTooBig
 from django.db import connections, router
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.http.request import RawPostDataException, UnreadablePostError
-from django.utils.module_loading import import_string
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
 from django_pg_resilience import conf, signals, stats
 from django_pg_resilience.errors import is_availability_error
 from django_pg_resilience.models import WebhookEvent
+from django_pg_resilience.unavailable import (
+    BARE_503_ATTRIBUTE,
+    is_pool_timeout,
+    unavailable_response,
+)
 from django_pg_resilience.webhooks import dispatch, durability, processing
-from django_pg_resilience.webhooks.exceptions import WebhookRejected, bad_request
-from django_pg_resilience.webhooks.processing import Delivery, Outcome
+from django_pg_resilience.webhooks.exceptions import (
+    NO_SECRET_CODE,
+    DeliveryInFlight,
+    WebhookRejected,
+    bad_request,
+)
+from django_pg_resilience.webhooks.processing import Delivery, Outcome, load_handler
 from django_pg_resilience.webhooks.verifiers import Verifier
 
 __all__ = ["IdempotentWebhookView", "handler_path", "load_handler"]
 
 logger = logging.getLogger("django_pg_resilience.webhooks")
+
+# Views already reported as having no usable secret: one ERROR per view and
+# process, not one per delivery (a sender retrying would flood the log).
+_reported_without_secret: set[type] = set()
+# Sources already reported acknowledging without a standby, until one streams again.
+_acknowledging_without_standby: set[str] = set()
+_report_lock = threading.Lock()
+
+
+def _first_time(seen: set[Any], item: Any) -> bool:
+    with _report_lock:
+        if item in seen:
+            return False
+        seen.add(item)
+        return True
 
 
 class _EveryAlias(frozenset[str]):
@@ -63,23 +89,16 @@ def handler_path(view_class: type) -> str:
     return f"{view_class.__module__}.{view_class.__qualname__}"
 
 
-def load_handler(path: str) -> Callable[[WebhookEvent], None]:
-    """The ``handle`` of the view class at ``path`` (for the worker and the admin's replay)."""
-    view_class = import_string(path)
-    if not (isinstance(view_class, type) and issubclass(view_class, IdempotentWebhookView)):
-        raise ImproperlyConfigured(f"{path} is not an IdempotentWebhookView subclass.")
-    return view_class().handle
-
-
 class IdempotentWebhookView(View):
     """A POST-only, CSRF-exempt view that processes each event exactly once.
 
     Override :meth:`handle`; set ``secrets`` (or override :meth:`get_secrets`).
     Responses: 200 ``{"status": "processed" | "duplicate" | "queued"}``; 401
-    bad or missing signature; 400 malformed JSON or missing header; 413 body
-    too large; 503 + Retry-After when the database is unavailable or the
-    durable ack is unconfirmed; 500 only when ``handle`` raises (the event is
-    recorded failed and a retry runs ``handle`` again).
+    bad, missing or malformed signature, or no usable secret; 400 malformed
+    JSON or missing header; 413 body too large; 503 + Retry-After when the
+    database is unavailable or busy, the same event is still being processed,
+    or the durable ack is unconfirmed; 500 only when ``handle`` raises (the
+    event is recorded failed and a retry runs ``handle`` again).
     """
 
     http_method_names = ["post"]
@@ -102,6 +121,15 @@ class IdempotentWebhookView(View):
     #: A DATABASES alias of a standby to ask for the flush position, instead of
     #: the primary's pg_stat_replication (which needs pg_read_all_stats).
     durable_ack_standby: ClassVar[str | None] = None
+    #: With durable_ack: acknowledge (200) while no standby is streaming at all,
+    #: instead of answering 503 until the provider has built a new one. Counted
+    #: (webhooks_durable_ack_without_standby) and logged once per outage.
+    #: False (strict) by default: see the README's trade-off.
+    durable_ack_without_standby: ClassVar[bool] = False
+    #: Treat a body already stored for this source (same SHA-256) as a
+    #: duplicate, whatever its delivery id: the id of Shopify and GitHub is an
+    #: unsigned header, so a captured signed body could be replayed under new ids.
+    dedup_body: ClassVar[bool] = True
     #: The DATABASES alias the events go to; None: the router's db_for_write.
     using: ClassVar[str | None] = None
     #: Largest body in bytes; None: PG_RESILIENCE["WEBHOOK_MAX_BODY_SIZE"].
@@ -115,8 +143,8 @@ class IdempotentWebhookView(View):
         # which decorates again at every request (and which a subclass's own
         # dispatch would drop).
         view = csrf_exempt(super().as_view(**initkwargs))
-        # Read by the 503 middleware: webhooks get a bare 503, not the HTML page.
-        view.pg_resilience_bare_503 = True  # type: ignore[attr-defined]
+        # Read by the 503 middleware: webhooks get the JSON 503 the view itself sends.
+        setattr(view, BARE_503_ATTRIBUTE, True)
         view._non_atomic_requests = _EveryAlias()  # type: ignore[attr-defined]
         return view
 
@@ -178,13 +206,63 @@ class IdempotentWebhookView(View):
             using = self.using or router.db_for_write(WebhookEvent)
             try:
                 return self.store(delivery, using)
+            except DeliveryInFlight:
+                stats.increment("webhooks_in_flight_timeouts", delivery.source)
+                logger.warning(
+                    "webhook %s %s: another delivery of it is still being processed; answering 503",
+                    delivery.source,
+                    delivery.key,
+                )
+                return self.unavailable(None, delivery, "delivery_in_flight")
             except Exception as exc:
-                if is_availability_error(exc):
-                    return self.unavailable(exc, delivery, "database_unavailable")
+                if is_pool_timeout(exc) or is_availability_error(exc):
+                    return self.unavailable(exc, delivery, None)
                 raise
         except WebhookRejected as rejected:
-            logger.warning("webhook %s rejected (%s): %s", self.source, rejected.code, rejected)
+            self.rejected(rejected)
             return JsonResponse({"error": rejected.code}, status=rejected.status)
+
+    def rejected(self, rejected: WebhookRejected) -> None:
+        """Log (and for a 401 count and signal) a refused delivery: its code, never its input."""
+        if rejected.code == NO_SECRET_CODE and _first_time(_reported_without_secret, type(self)):
+            logger.error(
+                "webhook %s: %s has no usable signing secret (empty, whitespace-only, or a "
+                "Standard Webhooks secret with no key); every delivery is refused with 401 "
+                "until secrets holds a real one. See pg_resilience.E301 / E303.",
+                self.source,
+                handler_path(type(self)),
+            )
+        else:
+            logger.warning("webhook %s rejected (%s): %s", self.source, rejected.code, rejected)
+        if rejected.status == 401:
+            stats.increment("webhooks_signature_failures", self.source)
+            signals.webhook_signature_failed.send(
+                sender=type(self), source=self.source, reason=rejected.code
+            )
+
+    def read_body(self, request: HttpRequest, limit: int) -> bytes:
+        """The raw body, reading at most ``limit + 1`` bytes (413 above ``limit``).
+
+        ``request.body`` would read the whole stream into memory first, and
+        Django bounds that only while DATA_UPLOAD_MAX_MEMORY_SIZE is set; a
+        chunked request has no Content-Length to refuse up front.
+        """
+        if hasattr(request, "_body"):
+            body: bytes = request.body  # read already (a test client, a middleware)
+        else:
+            if request._read_started:  # type: ignore[attr-defined]
+                raise RawPostDataException
+            try:
+                body = request.read(limit + 1)
+            except OSError as exc:
+                raise UnreadablePostError(*exc.args) from exc
+            if len(body) <= limit:
+                # What request.body would have done: keep it for verify() and handle().
+                request._body = body
+                request._stream = io.BytesIO(body)
+        if len(body) > limit:
+            raise WebhookRejected(413, "body_too_large")
+        return body
 
     def read_delivery(self, request: HttpRequest) -> Delivery:
         """Size, signature, JSON, key: everything before the database. Raises WebhookRejected."""
@@ -198,7 +276,7 @@ class IdempotentWebhookView(View):
         if declared > limit:
             raise WebhookRejected(413, "body_too_large")
         try:
-            body = request.body
+            body = self.read_body(request, limit)
         except RequestDataTooBig:
             raise WebhookRejected(413, "body_too_large") from None
         except RawPostDataException:
@@ -211,8 +289,6 @@ class IdempotentWebhookView(View):
             raise bad_request("body_unavailable") from None
         except UnreadablePostError:
             raise bad_request("body_unreadable") from None
-        if len(body) > limit:
-            raise WebhookRejected(413, "body_too_large")
         self.verify(request)
         try:
             payload = json.loads(body, parse_constant=_refuse_constant)
@@ -231,6 +307,7 @@ class IdempotentWebhookView(View):
             triggered_at=self.get_triggered_at(request, payload),
             headers=self.get_stored_headers(request),
             handler=handler_path(type(self)),
+            body_sha256=hashlib.sha256(body).hexdigest() if self.dedup_body else "",
         )
 
     def store(self, delivery: Delivery, using: str) -> HttpResponse:
@@ -242,10 +319,10 @@ class IdempotentWebhookView(View):
         else:
             try:
                 stored = processing.process_inline(delivery, self.handle, using)
-            except WebhookRejected:
+            except (WebhookRejected, DeliveryInFlight):
                 raise
             except Exception as exc:
-                if is_availability_error(exc):
+                if is_pool_timeout(exc) or is_availability_error(exc):
                     raise
                 return self.handler_failed(exc, delivery, using)
         self.announce(stored.outcome, delivery)
@@ -270,15 +347,19 @@ class IdempotentWebhookView(View):
         # mode a server switch does not change the session: use
         # durable_ack_standby, or synchronous replication, there.)
         if self.durable_ack_standby is None:
-            lsn, confirmed = durability.current_wal_position_if_flushed(using)
+            lsn, confirmed, streaming = durability.current_wal_position_if_flushed(using)
         else:
-            lsn, confirmed = durability.current_wal_position(using), False
+            lsn, confirmed, streaming = durability.current_wal_position(using), False, True
+        if not confirmed and not streaming and self.durable_ack_without_standby:
+            return self.acknowledge_without_standby(delivery, using, committed_on)
         if not confirmed:
             confirmed = durability.wait_for_standby_flush(
                 using, lsn, timeout=timeout, standby=self.durable_ack_standby
             )
         confirmed = confirmed and connections[using].connection is committed_on
-        if not confirmed:
+        if confirmed:
+            self.standby_is_back(delivery.source)
+        else:
             stats.increment("webhooks_durable_ack_timeouts", delivery.source)
             logger.warning(
                 "webhook %s %s: no standby flushed %s within %.1f s; answering 503",
@@ -288,6 +369,28 @@ class IdempotentWebhookView(View):
                 timeout,
             )
         return confirmed
+
+    def acknowledge_without_standby(
+        self, delivery: Delivery, using: str, committed_on: Any
+    ) -> bool:
+        """The relaxed policy: no standby streams at all, so the commit is acknowledged as is."""
+        if connections[using].connection is not committed_on:
+            return False  # a failover since the commit: nothing is known of it
+        stats.increment("webhooks_durable_ack_without_standby", delivery.source)
+        if _first_time(_acknowledging_without_standby, delivery.source):
+            logger.error(
+                "webhook %s: no standby is streaming from %r; acknowledging deliveries that "
+                "only the primary holds (durable_ack_without_standby) until one streams again",
+                delivery.source,
+                using,
+            )
+        return True
+
+    def standby_is_back(self, source: str) -> None:
+        if source in _acknowledging_without_standby:
+            with _report_lock:
+                _acknowledging_without_standby.discard(source)
+            logger.warning("webhook %s: a standby confirms commits again", source)
 
     def announce(self, outcome: Outcome, delivery: Delivery) -> None:
         kwargs = {"source": delivery.source, "key": delivery.key, "topic": delivery.topic}
@@ -299,11 +402,12 @@ class IdempotentWebhookView(View):
             signals.webhook_received.send(sender=type(self), **kwargs)
 
     def handler_failed(self, exc: Exception, delivery: Delivery, using: str) -> HttpResponse:
-        error = processing.describe_error(exc, self.get_secrets())
+        secrets = processing.view_secrets(self)
+        error = processing.describe_error(exc, secrets)
         if logger.isEnabledFor(logging.ERROR):
             # The traceback is formatted and masked here: exc_info would log the
             # exception's message as is, secrets included.
-            trace = processing.describe_error(exc, self.get_secrets(), with_traceback=True)
+            trace = processing.describe_error(exc, secrets, with_traceback=True)
             logger.error("webhook %s %s: handle() raised\n%s", delivery.source, delivery.key, trace)
         stats.increment("webhooks_failed", delivery.source)
         signals.webhook_failed.send(
@@ -315,22 +419,30 @@ class IdempotentWebhookView(View):
         )
         try:
             processing.record_failure(delivery, error, using)
+        except DeliveryInFlight:
+            return self.unavailable(None, delivery, "delivery_in_flight")
         except Exception as record_exc:
-            if is_availability_error(record_exc):
-                return self.unavailable(record_exc, delivery, "database_unavailable")
+            if is_pool_timeout(record_exc) or is_availability_error(record_exc):
+                return self.unavailable(record_exc, delivery, None)
             raise
         return JsonResponse({"error": "handler_failed"}, status=500)
 
-    def unavailable(self, exc: BaseException | None, delivery: Delivery, code: str) -> HttpResponse:
-        retry_after = getattr(exc, "retry_after", None) or conf.app_settings().RETRY_AFTER
+    def unavailable(
+        self, exc: BaseException | None, delivery: Delivery, code: str | None
+    ) -> HttpResponse:
+        """The package's one 503 (the middleware's webhook answer): JSON, Retry-After, no-store.
+
+        ``code`` None: ``database_unavailable``, or ``database_busy`` for a busy pool.
+        """
         if exc is not None:
             logger.warning(
-                "webhook %s %s: database unavailable (%s); answering 503",
+                "webhook %s %s: database %s (%s); answering 503",
                 delivery.source,
                 delivery.key,
+                "pool busy" if is_pool_timeout(exc) else "unavailable",
                 type(exc).__name__,
             )
-        response = JsonResponse({"error": code}, status=503)
-        response["Retry-After"] = str(max(1, math.ceil(retry_after)))
-        response["Cache-Control"] = "no-store"
-        return response
+            if is_pool_timeout(exc):
+                alias = self.using or router.db_for_write(WebhookEvent) or "default"
+                stats.increment("busy_responses", alias)
+        return unavailable_response(self.request, exc, bare=True, code=code)

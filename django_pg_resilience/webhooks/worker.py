@@ -1,10 +1,20 @@
 """The async worker: runs ``handle()`` for pending events, each exactly once.
 
-One event per transaction: the row is taken with ``FOR UPDATE SKIP LOCKED`` (so
-concurrent workers never wait on, or take, the same event), the handler runs
-in a savepoint, and the event is marked succeeded in the same transaction as
-the handler's writes. A handler error rolls back the savepoint only, and the
-attempt is recorded with a backoff; after ``max_attempts`` the event is failed.
+Each event is first leased in a short transaction of its own: status
+``processing``, ``attempts + 1`` and ``locked_until`` are committed *before*
+the handler runs, so whatever happens next (the handler raises, a database of
+its own is down, the worker is killed) the attempt is counted and the event is
+not first in line again. The row is taken with ``FOR UPDATE SKIP LOCKED``
+(concurrent workers never wait on, or take, the same event).
+
+The handler then runs in a second transaction that locks the row again and
+checks the lease is still ours; the event is marked succeeded there, with the
+handler's writes. A handler error rolls that transaction back and the failure
+is recorded with a jittered backoff; after ``max_attempts`` the event is
+failed. A worker that died leaves its lease; once ``locked_until`` passes,
+another worker takes the event (or fails it if it has no attempts left). Only
+an error of the worker's own connection (the failure cannot be recorded)
+propagates.
 """
 
 from __future__ import annotations
@@ -14,13 +24,13 @@ import logging
 from dataclasses import dataclass
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from django_pg_resilience import signals, stats
-from django_pg_resilience.errors import is_availability_error
+from django_pg_resilience import conf, signals, stats
+from django_pg_resilience.backoff import RetryPolicy
 from django_pg_resilience.models import WebhookEvent
 from django_pg_resilience.webhooks import processing
-from django_pg_resilience.webhooks.views import load_handler
 
 __all__ = ["WorkerResult", "backoff_delay", "process_due", "process_one"]
 
@@ -30,6 +40,9 @@ Status = WebhookEvent.Status
 
 #: The longest wait between two attempts, in seconds.
 MAX_BACKOFF = 3600.0
+
+#: ``last_error`` of an event whose worker stopped while handling it.
+LEASE_EXPIRED = "the worker stopped while handling this event (its lease expired)"
 
 
 @dataclass
@@ -45,75 +58,158 @@ class WorkerResult:
         return self.succeeded + self.retried + self.failed
 
 
+def _policy(base: float) -> RetryPolicy:
+    # Full jitter spreads the retries of events that failed together (a
+    # downstream outage) instead of retrying them all at the same instant.
+    return RetryPolicy(base=base, cap=MAX_BACKOFF, jitter=True)
+
+
 def backoff_delay(attempts: int, base: float) -> float:
-    """Seconds before attempt ``attempts + 1``: ``base`` doubled per attempt, capped."""
-    return float(min(MAX_BACKOFF, base * 2 ** max(0, attempts - 1)))
+    """The longest wait before attempt ``attempts + 1``: ``base`` doubled per attempt, capped.
+
+    The wait itself is drawn uniformly below it (full jitter).
+    """
+    return _policy(base).step(attempts)
 
 
-def process_one(
-    using: str, *, max_attempts: int, backoff: float, now: datetime.datetime | None = None
-) -> Status | None:
-    """Process the next due pending event; its new status, or None when none is due."""
+def _lease(
+    using: str, lease: float, now: datetime.datetime, pk: int | None = None
+) -> tuple[WebhookEvent, bool] | None:
+    """Take the next due event (or one whose worker died) and commit the attempt.
+
+    With ``pk``: that event, if it is pending (a queue asked for it by name) or
+    its worker died. The event, and whether its previous lease had expired.
+    """
+    if pk is None:
+        due = Q(status=Status.PENDING, next_attempt_at__lte=now)
+    else:
+        due = Q(pk=pk, status=Status.PENDING)
+    expired_lease = Q(status=Status.PROCESSING, locked_until__lte=now)
+    if pk is not None:
+        expired_lease &= Q(pk=pk)
     with transaction.atomic(using=using):
         event = (
             WebhookEvent.objects.using(using)
             .select_for_update(skip_locked=True)
-            .filter(status=Status.PENDING, next_attempt_at__lte=now or timezone.now())
+            .filter(due | expired_lease)
             .order_by("next_attempt_at", "pk")
             .first()
         )
         if event is None:
             return None
+        expired = event.status == Status.PROCESSING
+        if expired:
+            event.last_error = LEASE_EXPIRED
+            logger.warning("webhook %s %s: %s", event.source, event.key, LEASE_EXPIRED)
+        event.status = Status.PROCESSING
         event.attempts += 1
-        try:
-            handle = load_handler(event.handler)
-            with transaction.atomic(using=using):
-                processing.run_handler(event, handle, using, count_attempt=False)
-            return Status(Status.SUCCEEDED)
-        except Exception as exc:
-            if is_availability_error(exc):
-                raise  # the transaction is gone with the connection: nothing to record
-            return _record_attempt_failure(event, exc, using, max_attempts, backoff)
+        event.locked_until = now + datetime.timedelta(seconds=lease)
+        # Ordering among due events: a lease that expires is due then.
+        event.next_attempt_at = event.locked_until
+        event.save(
+            using=using,
+            update_fields=["status", "attempts", "locked_until", "next_attempt_at", "last_error"],
+        )
+    return event, expired
+
+
+def process_one(
+    using: str,
+    *,
+    max_attempts: int,
+    backoff: float,
+    now: datetime.datetime | None = None,
+    lease: float | None = None,
+    pk: int | None = None,
+) -> Status | None:
+    """Process the next due event; its new status, or None when none is due.
+
+    ``lease``: seconds the event is held (``WEBHOOK_WORKER_LEASE`` by default).
+    ``pk``: process that event only (a task queue's hand-over).
+    """
+    if lease is None:
+        lease = conf.app_settings().WEBHOOK_WORKER_LEASE
+    leased = _lease(using, lease, now or timezone.now(), pk)
+    if leased is None:
+        return None
+    event, expired = leased
+    if expired and event.attempts > max_attempts:
+        return _record_attempt_failure(event, None, [], using, max_attempts, backoff)
+    secrets: list[str] = []
+    try:
+        view = processing.load_view(event.handler)
+        secrets = processing.view_secrets(view)
+        with transaction.atomic(using=using):
+            held = (
+                WebhookEvent.objects.using(using)
+                .select_for_update()
+                .filter(pk=event.pk, status=Status.PROCESSING, attempts=event.attempts)
+                .first()
+            )
+            if held is None:
+                return Status(Status.PROCESSING)  # the lease ran out and another worker has it
+            processing.run_handler(held, view.handle, using, count_attempt=False)
+        return Status(Status.SUCCEEDED)
+    except Exception as exc:
+        # Whatever the handler raised, for whichever database: the attempt is
+        # recorded. If this worker's own connection is gone, recording fails
+        # and that error propagates (the lease keeps the attempt counted).
+        return _record_attempt_failure(event, exc, secrets, using, max_attempts, backoff)
 
 
 def _record_attempt_failure(
-    event: WebhookEvent, exc: Exception, using: str, max_attempts: int, backoff: float
+    event: WebhookEvent,
+    exc: Exception | None,
+    secrets: list[str],
+    using: str,
+    max_attempts: int,
+    backoff: float,
 ) -> Status:
-    error = processing.describe_error(exc)
-    event.last_error = error
-    if event.attempts >= max_attempts:
-        event.status = Status.FAILED
-        event.next_attempt_at = None
+    error = LEASE_EXPIRED if exc is None else processing.describe_error(exc, secrets)
+    attempts = min(event.attempts, max(max_attempts, 1))
+    changes: dict[str, object] = {"last_error": error, "locked_until": None, "attempts": attempts}
+    if attempts >= max_attempts:
+        changes.update(status=Status.FAILED, next_attempt_at=None)
+    else:
+        delay = _policy(backoff).delay(attempts)
+        changes.update(
+            status=Status.PENDING,
+            next_attempt_at=timezone.now() + datetime.timedelta(seconds=delay),
+        )
+    updated = (
+        WebhookEvent.objects.using(using)
+        .filter(pk=event.pk, status=Status.PROCESSING, attempts=event.attempts)
+        .update(**changes)
+    )
+    if not updated:
+        return Status(Status.PROCESSING)  # the lease ran out and another worker has it
+    if changes["status"] == Status.FAILED:
         stats.increment("webhooks_failed", event.source)
         signals.webhook_failed.send(
             sender=WebhookEvent, source=event.source, key=event.key, topic=event.topic, error=error
         )
         logger.error(
-            "webhook %s %s failed after %d attempts: %s",
-            event.source,
-            event.key,
-            event.attempts,
-            error,
+            "webhook %s %s failed after %d attempts: %s", event.source, event.key, attempts, error
         )
     else:
-        event.status = Status.PENDING
-        event.next_attempt_at = timezone.now() + datetime.timedelta(
-            seconds=backoff_delay(event.attempts, backoff)
-        )
         logger.warning(
-            "webhook %s %s attempt %d failed: %s", event.source, event.key, event.attempts, error
+            "webhook %s %s attempt %d failed: %s", event.source, event.key, attempts, error
         )
-    event.save(using=using, update_fields=["status", "attempts", "next_attempt_at", "last_error"])
-    return Status(event.status)
+    return Status(str(changes["status"]))
 
 
 def process_due(
-    using: str, *, max_attempts: int, backoff: float, limit: int | None = None
+    using: str,
+    *,
+    max_attempts: int,
+    backoff: float,
+    limit: int | None = None,
+    lease: float | None = None,
 ) -> WorkerResult:
     """Process due pending events until none is left (or ``limit`` were taken)."""
     result = WorkerResult()
     while limit is None or result.total < limit:
-        status = process_one(using, max_attempts=max_attempts, backoff=backoff)
+        status = process_one(using, max_attempts=max_attempts, backoff=backoff, lease=lease)
         if status is None:
             break
         if status == Status.SUCCEEDED:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -105,11 +106,12 @@ def test_lazy_queryset_rendered_after_the_view_gives_the_page(outage: Outage) ->
     assert_page(response)
 
 
-def test_webhook_view_gets_a_bare_503(outage: Outage) -> None:
+def test_webhook_view_gets_the_webhook_views_own_503(outage: Outage) -> None:
     response = Client().post("/hooks/orders/", b"{}", content_type="application/json")
 
-    assert_unavailable_headers(response)
-    assert response.content == b""
+    seconds = assert_unavailable_headers(response)
+    # The same JSON the webhook views answer themselves: never the HTML page.
+    assert json.loads(response.content) == {"error": "database_unavailable", "retry_after": seconds}
 
 
 def test_webhook_flag_is_found_when_the_view_was_never_reached(outage: Outage) -> None:
@@ -117,8 +119,8 @@ def test_webhook_flag_is_found_when_the_view_was_never_reached(outage: Outage) -
         "/mw-query/hooks/orders/", b"{}", content_type="application/json"
     )
 
-    assert_unavailable_headers(response)
-    assert response.content == b""
+    seconds = assert_unavailable_headers(response)
+    assert json.loads(response.content) == {"error": "database_unavailable", "retry_after": seconds}
 
 
 def test_passthrough_view_is_left_alone(outage: Outage) -> None:

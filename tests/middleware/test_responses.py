@@ -49,7 +49,7 @@ def test_json_path_prefixes_come_from_the_setting(settings: Any) -> None:
     assert response_kind(factory.get("/graphql")) == "json"
     assert response_kind(factory.get("/v2/orders/")) == "json"
     assert response_kind(factory.get("/api/orders/")) == "html"
-    assert response_kind(factory.get("/api/orders/"), bare=True) == "bare"
+    assert response_kind(factory.get("/api/orders/"), bare=True) == "webhook"
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template import engines
 from django.template.response import TemplateResponse
 
+from django_pg_resilience.unavailable import BARE_503_ATTRIBUTE
 from tests.testapp.models import Item
 
 #: Text only the real page shows (the browser test waits for it).
@@ -57,7 +58,7 @@ def webhook(request: HttpRequest) -> HttpResponse:
     return HttpResponse("ok")
 
 
-webhook.pg_resilience_bare_503 = True  # type: ignore[attr-defined]
+setattr(webhook, BARE_503_ATTRIBUTE, True)
 
 
 def health(request: HttpRequest) -> HttpResponse:

@@ -17,6 +17,9 @@ def fresh_calls() -> Iterator[None]:
     stats.reset()
     yield
     calls.proceed.set()  # never leave a server thread blocked in handle()
+    # Nor a failure armed for the tests of other directories, which share the views.
+    calls.fail_with = calls.fail_first = None
+    calls.block = False
 
 
 @pytest.fixture

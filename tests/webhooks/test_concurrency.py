@@ -9,7 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from django.db import connection
+from django.test import override_settings
 
+from django_pg_resilience import stats
 from django_pg_resilience.models import WebhookEvent
 from django_pg_resilience.testing.webhooks import shopify_request
 from tests.live_server import Reply, live_server, send
@@ -30,6 +32,8 @@ def lock_waiters() -> int:
         return int(cursor.fetchone()[0])
 
 
+# Duplicates wait on the first delivery for as long as the test holds it.
+@override_settings(PG_RESILIENCE={"WEBHOOK_LOCK_TIMEOUT": 60.0})
 def test_fifty_concurrent_identical_deliveries_take_effect_once() -> None:
     delivery = shopify_request({"id": 5001}, SHOPIFY_SECRET, webhook_id="same-instant")
     calls.block = True  # the first handle() holds its transaction open until released
@@ -87,3 +91,27 @@ def test_a_concurrent_duplicate_processes_the_event_when_the_first_rolls_back() 
     assert (event.status, event.attempts) == (WebhookEvent.Status.SUCCEEDED, 1)
     assert calls.keys == ["first-fails", "first-fails"]
     assert Item.objects.filter(name="shopify:first-fails").count() == 1
+
+
+@override_settings(PG_RESILIENCE={"WEBHOOK_LOCK_TIMEOUT": 0.3})
+def test_a_duplicate_of_a_hung_delivery_gets_a_503_once_the_lock_timeout_passes() -> None:
+    """A hung handler must not pin one web worker per sender retry."""
+    delivery = shopify_request({"id": 5002}, SHOPIFY_SECRET, webhook_id="hung")
+    calls.block = True
+    with live_server() as url, ThreadPoolExecutor(1) as pool:
+        first = pool.submit(send, delivery.urllib_request(url + "/shopify/orders"))
+        assert calls.entered.wait(20), "the first delivery never reached handle()"
+        started = time.monotonic()
+        duplicate = send(delivery.urllib_request(url + "/shopify/orders"))
+        waited = time.monotonic() - started
+        calls.proceed.set()
+        original = first.result(60)
+
+    assert duplicate.status == 503, duplicate.body
+    assert json.loads(duplicate.body)["error"] == "delivery_in_flight"
+    assert int(duplicate.headers["Retry-After"]) >= 1
+    assert "no-store" in duplicate.headers["Cache-Control"]
+    assert waited < 20  # bounded by lock_timeout, not by the hung handler
+    assert (original.status, json.loads(original.body)) == (200, {"status": "processed"})
+    assert calls.keys == ["hung"] and Item.objects.count() == 1
+    assert stats.snapshot()["webhooks_in_flight_timeouts"] == {"shopify": 1}

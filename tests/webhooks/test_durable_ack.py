@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import select
 import time
 
@@ -77,7 +78,7 @@ def test_stopped_standby_gets_503_after_the_bound_and_the_retry_is_deduplicated(
     status, body, response = deliver(client, "/fresh/durable", "unconfirmed")
     elapsed = time.monotonic() - started
 
-    assert (status, body) == (503, {"error": "durable_ack_unconfirmed"})
+    assert (status, body["error"]) == (503, "durable_ack_unconfirmed")
     assert int(response["Retry-After"]) >= 1  # type: ignore[index]
     assert elapsed >= 0.5  # the view's durable_ack_timeout: it did wait
     assert stats.snapshot()["webhooks_durable_ack_timeouts"] == {"shopify": 1}
@@ -144,7 +145,7 @@ def test_a_session_lost_as_the_transaction_closes_does_not_confirm(
     monkeypatch.undo()
 
     assert cut
-    assert (status, body) == (503, {"error": "durable_ack_unconfirmed"})
+    assert (status, body["error"]) == (503, "durable_ack_unconfirmed")
     # Committed all the same: the sender's retry is a confirmed duplicate.
     status, body, _ = deliver(client, "/fresh/durable", "lost-at-close")
     assert (status, body) == (200, {"status": "duplicate"})
@@ -217,4 +218,44 @@ def test_a_commit_ending_on_a_wal_page_boundary_is_confirmed_without_more_wal(
             break
     assert lsn == _lsn(boundary)
     assert wait_for_standby_flush(FRESH_ALIAS, lsn, timeout=10)
-    assert current_wal_position_if_flushed(FRESH_ALIAS) == (lsn, True)
+    assert current_wal_position_if_flushed(FRESH_ALIAS) == (lsn, True, True)
+
+
+def test_relaxed_policy_acknowledges_while_no_standby_streams_counted_and_logged_once(
+    fresh_alias: LocalCluster, client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    """durable_ack_without_standby: 200 at once with no standby; strict waits, then 503."""
+    cluster = fresh_alias
+    standby = cluster.standbys[0]
+    cluster.stop(standby, "fast")
+    caplog.set_level(logging.WARNING, logger="django_pg_resilience.webhooks")
+
+    started = time.monotonic()
+    strict = deliver(client, "/fresh/durable", "strict-1")
+    strict_seconds = time.monotonic() - started
+    started = time.monotonic()
+    relaxed = [deliver(client, "/fresh/durable-relaxed", f"relaxed-{i}") for i in range(3)]
+    relaxed_seconds = (time.monotonic() - started) / 3
+
+    assert strict[:2] == (503, {"error": "durable_ack_unconfirmed", "retry_after": 5})
+    assert [reply[:2] for reply in relaxed] == [(200, {"status": "processed"})] * 3
+    # No wait for a standby that is not there (strict waited its 0.5 s bound).
+    assert relaxed_seconds < strict_seconds
+    assert stats.snapshot()["webhooks_durable_ack_without_standby"] == {"shopify": 3}
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len([e for e in errors if "no standby is streaming" in e]) == 1
+
+    cluster.start(standby)
+    deadline = time.monotonic() + 30
+    while True:
+        status, _, _ = deliver(client, "/fresh/durable", f"back-{time.monotonic()}")
+        if status == 200 or time.monotonic() > deadline:
+            break
+    assert status == 200
+    assert deliver(client, "/fresh/durable-relaxed", "relaxed-after")[:2] == (
+        200,
+        {"status": "processed"},
+    )
+    # Confirmed by the standby again: not counted as acknowledged without one.
+    assert stats.snapshot()["webhooks_durable_ack_without_standby"] == {"shopify": 3}
+    connections[FRESH_ALIAS].close()

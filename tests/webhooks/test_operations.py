@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 from io import StringIO
+from typing import Any
 
 import pytest
 from django.contrib.admin.sites import site
@@ -83,3 +84,70 @@ def test_checks_report_misconfigured_views() -> None:
 )
 def test_checks_pass_for_good_views_and_warn_about_body_size() -> None:
     assert [m.id for m in webhook_check_messages()] == ["pg_resilience.W301"]
+
+
+def _staff(username: str, *codenames: str) -> User:
+    from django.contrib.auth.models import Permission
+
+    user = User.objects.create_user(username, f"{username}@example.com", "pw", is_staff=True)
+    user.user_permissions.set(
+        Permission.objects.filter(
+            content_type__app_label="django_pg_resilience", codename__in=codenames
+        )
+    )
+    return user
+
+
+def _replay(client: Client, pk: int) -> Any:
+    return client.post(
+        "/admin/django_pg_resilience/webhookevent/",
+        {"action": "replay_failed", "_selected_action": [pk]},
+        follow=True,
+    )
+
+
+@pytest.mark.django_db
+@override_settings(ROOT_URLCONF="tests.webhooks.urls_admin")
+def test_view_only_staff_cannot_replay_handlers(client: Client) -> None:
+    failed = WebhookEventFactory.create(
+        key="not-yours", status=Status.FAILED, handler="tests.webhooks.views.ShopifyOrders"
+    )
+    client.force_login(_staff("viewer", "view_webhookevent"))
+
+    assert client.get("/admin/django_pg_resilience/webhookevent/").status_code == 200
+    _replay(client, failed.pk)
+
+    failed.refresh_from_db()
+    assert failed.status == Status.FAILED and calls.keys == []
+
+
+@pytest.mark.django_db
+@override_settings(ROOT_URLCONF="tests.webhooks.urls_admin")
+def test_the_replay_permission_allows_replaying(client: Client) -> None:
+    failed = WebhookEventFactory.create(
+        key="mine", status=Status.FAILED, handler="tests.webhooks.views.ShopifyOrders"
+    )
+    client.force_login(_staff("operator", "view_webhookevent", "replay_webhookevent"))
+
+    _replay(client, failed.pk)
+
+    failed.refresh_from_db()
+    assert failed.status == Status.SUCCEEDED and calls.keys == ["mine"]
+
+
+@pytest.mark.django_db
+@override_settings(ROOT_URLCONF="tests.webhooks.urls_admin")
+def test_replay_errors_mask_the_views_secrets(client: Client) -> None:
+    from tests.webhooks.views import SHOPIFY_SECRET
+
+    failed = WebhookEventFactory.create(
+        key="leaky", status=Status.FAILED, handler="tests.webhooks.views.ShopifyOrders"
+    )
+    calls.fail_with = RuntimeError(f"token {SHOPIFY_SECRET} refused")
+    client.force_login(User.objects.create_superuser("admin", "a@example.com", "pw"))
+
+    page = _replay(client, failed.pk)
+
+    failed.refresh_from_db()
+    assert SHOPIFY_SECRET not in failed.last_error and "***" in failed.last_error
+    assert SHOPIFY_SECRET.encode() not in page.content and b"***" in page.content

@@ -72,9 +72,13 @@ def test_failing_handler_backs_off_then_fails_after_max_attempts(client: Client)
     first = process_due("default", max_attempts=2, backoff=60.0)
     event = WebhookEvent.objects.get()
     assert (first.retried, event.status, event.attempts) == (1, Status.PENDING, 1)
+    # Full jitter: the retry is due within the first step, not before the attempt.
     assert event.next_attempt_at is not None
-    assert event.next_attempt_at > timezone.now() + datetime.timedelta(seconds=50)
+    assert timezone.now() - datetime.timedelta(seconds=5) < event.next_attempt_at
+    assert event.next_attempt_at <= timezone.now() + datetime.timedelta(seconds=60)
+    assert event.locked_until is None
     assert "downstream is down" in event.last_error
+    WebhookEvent.objects.update(next_attempt_at=timezone.now() + datetime.timedelta(minutes=1))
     assert process_due("default", max_attempts=2, backoff=60.0).total == 0  # not due yet
 
     WebhookEvent.objects.update(next_attempt_at=timezone.now())
@@ -101,3 +105,61 @@ def test_management_command_once(client: Client) -> None:
 def test_backoff_doubles_and_is_capped() -> None:
     assert [backoff_delay(n, 10.0) for n in (1, 2, 3, 4)] == [10.0, 20.0, 40.0, 80.0]
     assert backoff_delay(30, 10.0) == 3600.0
+
+
+def test_an_event_failing_for_another_database_does_not_block_the_queue(client: Client) -> None:
+    """A handler's DatabaseUnavailable for a second alias is the handler's failure."""
+    from django_pg_resilience.errors import DatabaseUnavailable
+
+    queue(client, "poison")
+    queue(client, "healthy")
+    WebhookEvent.objects.filter(key="poison").update(
+        next_attempt_at=timezone.now() - datetime.timedelta(minutes=1)
+    )  # first in line
+    calls.fail_first = DatabaseUnavailable("the reports database is down", alias="reports")
+
+    result = process_due("default", max_attempts=2, backoff=60.0)
+
+    poison = WebhookEvent.objects.get(key="poison")
+    assert (result.succeeded, result.retried) == (1, 1)
+    assert (poison.status, poison.attempts) == (Status.PENDING, 1)
+    assert "reports database is down" in poison.last_error
+    assert WebhookEvent.objects.get(key="healthy").status == Status.SUCCEEDED
+
+
+def test_a_worker_killed_in_the_handler_leaves_the_attempt_counted(client: Client) -> None:
+    """SystemExit (a kill) rolls back the handler, not the lease: the event is not stuck first."""
+    queue(client, "crash")
+    calls.fail_with = SystemExit(1)
+
+    for expected_attempts in (1, 2):
+        with pytest.raises(SystemExit):
+            process_due("default", max_attempts=2, backoff=1.0, lease=0.0)
+        event = WebhookEvent.objects.get()
+        assert (event.status, event.attempts) == (Status.PROCESSING, expected_attempts)
+        assert event.locked_until is not None
+    # Its lease expired with no attempt left: the next pass fails it instead of running it.
+    result = process_due("default", max_attempts=2, backoff=1.0, lease=0.0)
+    event = WebhookEvent.objects.get()
+    assert (result.failed, event.status, event.attempts) == (1, Status.FAILED, 2)
+    assert "lease expired" in event.last_error
+    assert calls.keys == ["crash", "crash"]
+
+
+def test_a_live_lease_is_not_taken_by_another_worker(client: Client) -> None:
+    queue(client, "leased")
+    calls.fail_with = SystemExit(1)
+    with pytest.raises(SystemExit):
+        process_due("default", max_attempts=3, backoff=1.0, lease=600.0)
+    calls.fail_with = None
+    assert process_due("default", max_attempts=3, backoff=1.0).total == 0
+    assert WebhookEvent.objects.get().status == Status.PROCESSING
+
+
+def test_worker_errors_mask_the_views_secrets(client: Client) -> None:
+    queue(client, "leaky")
+    calls.fail_with = RuntimeError(f"auth failed with {SHOPIFY_SECRET}")
+    process_due("default", max_attempts=1, backoff=1.0)
+    event = WebhookEvent.objects.get()
+    assert event.status == Status.FAILED
+    assert SHOPIFY_SECRET not in event.last_error and "***" in event.last_error

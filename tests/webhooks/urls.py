@@ -15,4 +15,6 @@ urlpatterns = [
     path("fresh/durable", views.FreshDurable.as_view()),
     path("fresh/durable-no-wait", views.FreshDurableNoWait.as_view()),
     path("fresh/durable-session-lost", views.FreshDurableSessionLost.as_view()),
+    path("fresh/durable-relaxed", views.FreshDurableRelaxed.as_view()),
+    path("shopify/no-body-dedup", views.ShopifyWithoutBodyDedup.as_view()),
 ]

@@ -134,3 +134,24 @@ class FreshDurableSessionLost(FreshDurable):
         if FreshDurableSessionLost.lose_session is not None:
             FreshDurableSessionLost.lose_session()
         return super().confirm_durable(delivery, using, committed_on)
+
+
+# Secrets as a misconfigured environment gives them: each must refuse, never verify.
+class EmptySecretShopify(ShopifyOrders):
+    secrets = [""]
+
+
+class WhitespaceSecretShopify(ShopifyOrders):
+    secrets = [" \t"]
+
+
+class EmptyKeyStandard(StandardOrders):
+    secrets = ["whsec_"]
+
+
+class ShopifyWithoutBodyDedup(ShopifyOrders):
+    dedup_body = False
+
+
+class FreshDurableRelaxed(FreshDurable):
+    durable_ack_without_standby = True
