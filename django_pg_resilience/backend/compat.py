@@ -48,7 +48,7 @@ __all__ = [
 
 #: The releases these facts were checked against (tests/test_compat.py, CI's matrix).
 VERIFIED: dict[str, tuple[str, ...]] = {
-    "Django": ("5.2.19", "6.1.3"),  # 6.1.3: see COPIED_BODIES, the pool's copy lags
+    "Django": ("5.2.19", "6.1.3"),
     "psycopg": ("3.3.6", "3.3.9"),
     "psycopg_pool": ("3.3.3",),
 }
@@ -159,10 +159,13 @@ COPIED_BODIES: tuple[CopiedBody, ...] = (
     CopiedBody(
         _PG,
         "pool",
-        # Not yet reviewed for 6.1 (4aca0335...), whose body lets OPTIONS["pool"] set
-        # ``check``: the copy still passes check= as well (TypeError in Django's own
-        # test_pool_check_can_be_overridden), so this fails on 6.1 until the copy follows.
-        frozenset({"e5c2654fdf2d50900fec9db41948d0b026da988e24d0eba1b4b9a9d4aacb1b17"}),
+        frozenset(
+            {
+                "e5c2654fdf2d50900fec9db41948d0b026da988e24d0eba1b4b9a9d4aacb1b17",  # 5.2
+                # 6.1: OPTIONS["pool"] may name its own ``check`` (the copy follows).
+                "4aca033570ecd5c4561ffca173975c890ceba05282cd7840c2a6db0ee69337ed",
+            }
+        ),
         why="copied: the backend builds its own pool class with Django's options",
     ),
 )
