@@ -60,36 +60,21 @@ def _read_or_refusal() -> list[str] | FailoverError:
         return exc
 
 
-_LIMITED_SET_CALLS_LEAK = pytest.mark.xfail(
-    strict=True,
-    reason="with TENANT_LIMIT_SET_CALLS django-tenants sets search_path once per connection "
-    "and remembers that until close(); the backend replaces a lost connection without "
-    "close(), so the next session keeps the default path and reads public. Needs the "
-    "backend to tell the wrapper its session was replaced (backend side).",
-)
-
-
-@pytest.mark.parametrize(
-    "limit_set_calls", [False, pytest.param(True, marks=_LIMITED_SET_CALLS_LEAK)]
-)
+# TENANT_LIMIT_SET_CALLS: django-tenants sets search_path once per connection and remembers
+# it; a replaced connection must not inherit that memory.
+@pytest.mark.parametrize("limit_set_calls", [False, True])
 def test_after_a_failover_no_read_runs_in_public(
     tenants: LocalCluster, limit_set_calls: bool
 ) -> None:
     with override_settings(TENANT_LIMIT_SET_CALLS=limit_set_calls):
         assert _things() == ["acme-row"]
         fail_over(tenants)
-        first = _read_or_refusal()  # refused: the lost session had a SET
+        first = _read_or_refusal()
         assert first == ["acme-row"] or isinstance(first, FailoverError)
         assert _things() == ["acme-row"]
         assert _things() == ["acme-row"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the first read after a failover is refused (FailoverError: the lost session had "
-    "a SET search_path) instead of running on a new session with the tenant's search_path "
-    "(backend side: re-apply the session state, or let django-tenants set it again)",
-)
 def test_after_a_failover_the_first_read_rides_through_in_the_tenants_schema(
     tenants: LocalCluster,
 ) -> None:
@@ -117,11 +102,5 @@ def test_a_read_in_flight_is_never_replayed_in_public(tenants: LocalCluster) -> 
     assert _things() == ["acme-row"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the read is refused (FailoverError: the session had a SET search_path) instead of "
-    "being replayed after restoring the tenant's search_path on the new session "
-    "(backend side: replay the session state, or let django-tenants re-apply it)",
-)
 def test_a_read_in_flight_is_replayed_in_the_tenants_schema(tenants: LocalCluster) -> None:
     assert _read_in_flight_during_a_reset(tenants) == ["acme-row"]
