@@ -27,8 +27,9 @@ VENV_PYTHON = VENV / "bin" / "python"
 SERVER_PACKAGES = ("postgresql", "postgresql-contrib")
 #: And for the test suite: PgBouncer for the pooled-failover tests, Chromium for the 503 page's
 #: browser test, iproute2 (``ip``) for the silent peer in a network namespace, Prometheus for
-#: promtool (checks and unit-tests the shipped alerting rules), Redis as the Celery tests' broker;
-#: each skipped with a reason where it cannot be installed.
+#: promtool (checks and unit-tests the shipped alerting rules), Redis as the Celery tests' broker,
+#: PostGIS and GDAL for the GeoDjango backend; each skipped with a reason where it cannot be
+#: installed.
 TEST_PACKAGES = (
     *SERVER_PACKAGES,
     "pgbouncer",
@@ -36,9 +37,11 @@ TEST_PACKAGES = (
     "iproute2",
     "prometheus",
     "redis-server",
+    "postgresql-15-postgis-3",
+    "gdal-bin",
 )
 #: Packages whose command is not named after them.
-_COMMANDS = {"iproute2": "ip", "prometheus": "promtool"}
+_COMMANDS = {"iproute2": "ip", "prometheus": "promtool", "gdal-bin": "gdalinfo"}
 
 
 def _say(message: str) -> None:
@@ -52,6 +55,8 @@ def _have_postgres() -> bool:
 
 
 def _missing(package: str) -> bool:
+    if package == "postgresql-15-postgis-3":
+        return not glob.glob("/usr/share/postgresql/*/extension/postgis.control")
     if package.startswith("postgresql"):
         return not _have_postgres()
     command = _COMMANDS.get(package, package)

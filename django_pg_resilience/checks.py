@@ -426,3 +426,68 @@ def check_node_metrics_and_pgbouncers(app_configs: Any = None, **kwargs: Any) ->
                 )
             )
     return messages
+
+
+# --- libpq checks ---
+# W106: the libpq psycopg uses is older than a connection option the alias sets (libpq
+#       refuses an option it does not know, so every connection would fail).
+
+#: Connection options and the first libpq (``psycopg.pq.version()`` form) that knows them.
+LIBPQ_OPTION_MINIMUMS: dict[str, int] = {
+    "tcp_user_timeout": 120000,
+    "load_balance_hosts": 160000,
+    "require_auth": 160000,
+    "sslcertmode": 160000,
+    "sslnegotiation": 170000,
+}
+#: target_session_attrs values beyond read-write/any arrived in libpq 14.
+_SESSION_ATTRS_14 = frozenset({"read-only", "primary", "standby", "prefer-standby"})
+
+
+def _libpq_label(version: int) -> str:
+    return f"{version // 10000}.{version % 10000}"
+
+
+def libpq_too_old(options: dict[str, Any], libpq: int) -> list[tuple[str, int]]:
+    """The connection options ``libpq`` (e.g. 110000) does not know, with the version needed."""
+    too_old = [
+        (name, needed)
+        for name, needed in LIBPQ_OPTION_MINIMUMS.items()
+        if name in options and libpq < needed
+    ]
+    if str(options.get("target_session_attrs", "")) in _SESSION_ATTRS_14 and libpq < 140000:
+        too_old.append(("target_session_attrs", 140000))
+    return too_old
+
+
+@register()
+def check_libpq_version(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    from django.conf import settings
+    from django.core.checks import Warning
+
+    try:
+        import psycopg
+    except ImportError:
+        return []
+    libpq = psycopg.pq.version()
+    messages: list[CheckMessage] = []
+    databases: dict[str, dict[str, Any]] = settings.DATABASES
+    for alias, entry in databases.items():
+        if not str(entry.get("ENGINE", "")).startswith(_OUR_ENGINE):
+            continue
+        # The backend adds tcp_user_timeout itself unless OPTIONS sets it.
+        options = {"tcp_user_timeout": None, **(entry.get("OPTIONS") or {})}
+        for name, needed in libpq_too_old(options, libpq):
+            messages.append(
+                Warning(
+                    f"DATABASES[{alias!r}] uses the connection option {name!r}, which needs "
+                    f"libpq {_libpq_label(needed)}+, but psycopg runs on libpq "
+                    f"{_libpq_label(libpq)}: libpq refuses options it does not know, so "
+                    "connections fail.",
+                    hint="Install psycopg's binary build (pip install "
+                    "'django-pg-resilience[binary]', which bundles a recent libpq) or a newer "
+                    "libpq (libpq5 from apt.postgresql.org).",
+                    id="pg_resilience.W106",
+                )
+            )
+    return messages

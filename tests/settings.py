@@ -66,3 +66,7 @@ LOGGING = {
     "handlers": {"null": {"class": "logging.NullHandler"}},
     "loggers": {"django_pg_resilience": {"handlers": ["null"], "level": "DEBUG"}},
 }
+
+# django-tenants' backend subclasses this one (tests/backend/test_tenants.py); it reads the
+# setting when its module is first imported.
+ORIGINAL_BACKEND = "django_pg_resilience.backend"

@@ -45,7 +45,14 @@ from psycopg import sql
 from django_pg_resilience.testing.netns import NetworkNamespace
 from django_pg_resilience.testing.proxy import EndpointProxy
 
-__all__ = ["LocalCluster", "Node", "PostgresNotFound", "find_bindir", "free_port"]
+__all__ = [
+    "LocalCluster",
+    "Node",
+    "PostgresNotFound",
+    "find_bindir",
+    "free_port",
+    "postgis_missing",
+]
 
 # Settings that make a throwaway cluster fast and able to fail over, rewind and
 # report lag. fsync=off is safe here: an immediate stop is a crash of the server,
@@ -77,6 +84,27 @@ host        replication  all         127.0.0.1/32    trust
 host        all          postgres    127.0.0.1/32    trust
 host        all          all         127.0.0.1/32    scram-sha-256
 """
+
+
+# TLS only, as on a managed database: a plain TCP connection is refused, so a test
+# that gets through proves TLS was used. The Unix socket stays open for pg_ctl.
+_HBA_TLS_ONLY = """
+local       all          all                         trust
+hostssl     replication  all         127.0.0.1/32    trust
+hostssl     all          postgres    127.0.0.1/32    trust
+hostssl     all          all         127.0.0.1/32    scram-sha-256
+hostnossl   all          all         127.0.0.1/32    reject
+hostnossl   replication  all         127.0.0.1/32    reject
+"""
+
+
+def _tls_conf(folder: Path) -> str:
+    return (
+        "ssl = on\n"
+        f"ssl_cert_file = '{folder / 'server.crt'}'\n"
+        f"ssl_key_file = '{folder / 'server.key'}'\n"
+        f"ssl_ca_file = '{folder / 'ca.crt'}'\n"
+    )
 
 
 class PostgresNotFound(RuntimeError):
@@ -112,6 +140,31 @@ def find_bindir() -> Path:
         "/usr/lib/postgresql/*/bin). Install the server, e.g. `apt-get install postgresql` "
         "on Debian/Ubuntu, or set PG_BINDIR to the directory that holds initdb and pg_ctl."
     )
+
+
+def postgis_missing(bindir: Path | None = None) -> str | None:
+    """Why GeoDjango cannot run against these servers, or None when it can.
+
+    Needs the PostGIS extension of the server's major version and the GDAL and
+    GEOS libraries GeoDjango loads (Debian: postgresql-15-postgis-3, gdal-bin).
+    """
+    import ctypes.util
+
+    try:
+        server = bindir or find_bindir()
+    except PostgresNotFound as exc:
+        return str(exc)
+    version = server.parent.name  # /usr/lib/postgresql/<major>/bin
+    controls = glob.glob(f"/usr/share/postgresql/{version}/extension/postgis.control")
+    if not controls:
+        return (
+            f"PostGIS is not installed for PostgreSQL {version} "
+            f"(apt-get install postgresql-{version}-postgis-3)"
+        )
+    for library, package in (("gdal", "gdal-bin"), ("geos_c", "libgeos-c1v5")):
+        if ctypes.util.find_library(library) is None:
+            return f"the {library} library is missing (apt-get install {package})"
+    return None
 
 
 def free_port() -> int:
@@ -222,9 +275,13 @@ class LocalCluster:
         dbname: str = "postgres",
         bindir: str | Path | None = None,
         server_settings: dict[str, str] | None = None,
+        tls: bool = False,
         netns: bool = False,
     ) -> None:
         self.standby_count = standbys
+        #: TLS only, as on a managed database: see :meth:`tls_params`.
+        self.tls = tls
+        self.ca_file: Path | None = None
         self.dbname = dbname
         self.bindir = Path(bindir) if bindir else find_bindir()
         self.server_settings = dict(server_settings or {})
@@ -261,6 +318,8 @@ class LocalCluster:
         _chown_to_postgres(self.base_dir)
         self._start_reaper()
         try:
+            if self.tls:
+                self._make_certificates()
             primary = self._new_node("node0")
             if self.netns:
                 self._place_in_namespace(primary)
@@ -320,6 +379,41 @@ class LocalCluster:
             stderr=subprocess.DEVNULL,
             start_new_session=True,  # a Ctrl-C to our process group must not kill it first
         )
+
+    # --- TLS ------------------------------------------------------------------
+
+    def tls_params(self) -> dict[str, str]:
+        """libpq parameters for a verified TLS session to any node or proxy on 127.0.0.1.
+
+        Empty for a plain cluster. ``verify-full`` checks the chain up to
+        :attr:`ca_file` and that the certificate names 127.0.0.1 (and localhost).
+        """
+        if not self.tls or self.ca_file is None:
+            return {}
+        return {"sslmode": "verify-full", "sslrootcert": str(self.ca_file)}
+
+    def _make_certificates(self) -> None:
+        """A throwaway CA and a server certificate for 127.0.0.1 / localhost (trustme)."""
+        try:
+            import trustme
+        except ImportError:
+            raise RuntimeError(
+                "LocalCluster(tls=True) needs trustme for its certificates: "
+                "pip install trustme (it is in the dev extra)."
+            ) from None
+        folder = self.base_dir / "tls"
+        folder.mkdir()
+        authority = trustme.CA()
+        server = authority.issue_cert("127.0.0.1", "localhost")
+        authority.cert_pem.write_to_path(str(folder / "ca.crt"))
+        server.private_key_pem.write_to_path(str(folder / "server.key"))
+        server.cert_chain_pems[0].write_to_path(str(folder / "server.crt"))
+        # PostgreSQL refuses a key that others can read.
+        os.chmod(folder / "server.key", 0o600)
+        os.chmod(folder, 0o755)  # noqa: S103  certificates, no secret: the key is 0600
+        for path in (folder, *folder.iterdir()):
+            _chown_to_postgres(path)
+        self.ca_file = folder / "ca.crt"
 
     # --- nodes ----------------------------------------------------------------
 
@@ -384,10 +478,16 @@ class LocalCluster:
             conf.write(_SERVER_CONF)
             for key, value in self.server_settings.items():
                 conf.write(f"{key} = '{value}'\n")
+            if self.tls:
+                conf.write(_tls_conf(self.base_dir / "tls"))
+        if self.tls:
+            (node.data_dir / "pg_hba.conf").write_text(_HBA_TLS_ONLY)
+            _chown_to_postgres(node.data_dir / "pg_hba.conf")
         if node.namespace is not None:
             # Clients and standbys reach it from this side of the veth pair.
             with open(node.data_dir / "pg_hba.conf", "a") as hba:
-                hba.write(_HBA.replace("127.0.0.1/32", f"{node.namespace.host_address}/32"))
+                rules = _HBA_TLS_ONLY if self.tls else _HBA
+                hba.write(rules.replace("127.0.0.1/32", f"{node.namespace.host_address}/32"))
         self._start_server(node)
 
     def _server_options(self, node: Node) -> str:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import errno
+import logging
 import selectors
 import socket
 import struct
@@ -41,6 +42,8 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 __all__ = ["EndpointProxy"]
+
+_log = logging.getLogger(__name__)
 
 _CHUNK = 64 * 1024
 _HIGH_WATER = 1024 * 1024  # stop reading a side whose output is this far behind
@@ -103,6 +106,8 @@ class EndpointProxy:
         self._selector = selectors.DefaultSelector()
         self._thread: threading.Thread | None = None
         self._running = False
+        self._closed = False
+        self._loop_error: BaseException | None = None
         self.accepted = 0  # connections accepted since start, for tests and reports
 
     # --- lifecycle -------------------------------------------------------------
@@ -114,6 +119,17 @@ class EndpointProxy:
         self.close()
 
     def start(self) -> EndpointProxy:
+        """Listen and serve on a thread. Starting a started proxy does nothing.
+
+        One listener and one loop own the connections: a second loop over the
+        same sockets would corrupt their buffers, so there is never one.
+        """
+        if self._closed:
+            raise RuntimeError(
+                "this EndpointProxy was closed; make a new one (a closed proxy cannot restart)"
+            )
+        if self._thread is not None:
+            return self
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._listener.bind((self.host, self._requested_port))
@@ -133,10 +149,12 @@ class EndpointProxy:
 
     def close(self) -> None:
         """Close every connection and the listener, and stop the thread. Idempotent."""
-        if not self._running:
+        if self._closed or self._thread is None:
+            self._closed = True
             return
-        self._call(self._shutdown)
-        if self._thread is not None:
+        self._closed = True
+        if self._thread.is_alive() and self._loop_error is None:
+            self._call(self._shutdown)
             self._thread.join(timeout=10)
         for sock in (self._wake_r, self._wake_w):
             sock.close()
@@ -211,6 +229,11 @@ class EndpointProxy:
 
     def _call(self, fn: Callable[[], Any]) -> Any:
         """Run ``fn`` on the proxy thread and return its result (the loop owns all state)."""
+        if self._loop_error is not None:
+            raise RuntimeError(
+                f"EndpointProxy:{self.port} is dead: its loop thread crashed with "
+                f"{self._loop_error!r}; every connection through it was closed"
+            ) from self._loop_error
         if threading.current_thread() is self._thread or not self._running:
             return fn()
         done = threading.Event()
@@ -235,6 +258,17 @@ class EndpointProxy:
         return box[0] if box else None
 
     def _loop(self) -> None:
+        try:
+            self._serve()
+        except BaseException as exc:
+            # A silent proxy would look like a database that hangs: make the
+            # crash visible to clients (refused, reset) and to the next call.
+            self._loop_error = exc
+            self._running = False
+            self._abandon()
+            _log.exception("EndpointProxy:%s loop thread crashed", self.port)
+
+    def _serve(self) -> None:
         while self._running:
             timeout = self._next_release_in()
             for key, events in self._selector.select(timeout):
@@ -259,6 +293,17 @@ class EndpointProxy:
             self._selector.unregister(self._listener)
         self._listener.close()
         self._running = False
+
+    def _abandon(self) -> None:
+        """After a crash: reset every connection and stop listening, touching no buffer."""
+        for conn in list(self._connections):
+            conn.closed = True
+            for side in (conn.client, conn.upstream):
+                if side is not None:
+                    _reset(side.sock)
+        self._connections.clear()
+        with contextlib.suppress(Exception):
+            self._listener.close()
 
     def _next_release_in(self) -> float | None:
         soonest = None

@@ -87,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="gunicorn's output (out/drill-server.log)",
     )
     parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="TLS-only nodes (plain TCP refused), reached with sslmode=verify-full and the "
+        "cluster's CA, as on a managed database",
+    )
+    parser.add_argument(
         "--jobs",
         type=int,
         default=0,
@@ -230,6 +236,7 @@ def run(args: argparse.Namespace) -> int:
         "concurrency": args.concurrency,
         "workers": args.workers,
         "threads": args.threads,
+        "tls": args.tls,
         "jobs": args.jobs,
         "pgbouncer": args.pgbouncer,
     }
@@ -240,6 +247,7 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         threads=args.threads,
         server_log=args.server_log,
+        tls=args.tls,
     )
     job_summary = None
     with (
@@ -253,6 +261,7 @@ def run(args: argparse.Namespace) -> int:
         say(
             f"  primary {cluster.primary.name}, standby {standbys}, "
             f"endpoint 127.0.0.1:{stack.endpoint.port}"
+            + (" (TLS only, sslmode=verify-full)" if args.tls else "")
         )
         if stack.bouncer is not None:
             say(f"  PgBouncer ({args.pgbouncer} settings) on 127.0.0.1:{stack.bouncer.port}")

@@ -57,6 +57,8 @@ class Stack:
 
     engine: str = "resilient"  # or "stock"
     durable_ack: bool = False
+    #: TLS-only nodes, reached with sslmode=verify-full, as on a managed database.
+    tls: bool = False
     workers: int = 3
     threads: int = 4
     server_log: Path = ROOT / "out" / "drill-server.log"
@@ -75,7 +77,7 @@ class Stack:
         # A durable acknowledgement needs a standby to flush the commit, also
         # after the failover: a second standby follows the promoted one, as a
         # managed database provisions a new standby.
-        self.cluster = LocalCluster(standbys=2 if self.durable_ack else 1).start()
+        self.cluster = LocalCluster(standbys=2 if self.durable_ack else 1, tls=self.tls).start()
         _ = self.cluster.endpoint  # the proxy, in front of the primary
         if self.pgbouncer is not None:
             settings = PGBOUNCER_RECOMMENDED if self.pgbouncer == "recommended" else {}
@@ -95,11 +97,16 @@ class Stack:
             f"{node.name}=postgres://postgres@{node.host}:{node.port}/{self.cluster.dbname}"
             for node in self.cluster.nodes
         )
+        tls = self.cluster.tls_params()
+        # A managed database's URL carries its TLS options; libpq's PGSSL* variables
+        # cover the other connections (the health probes of each node).
+        query = "?" + "&".join(f"{key}={value}" for key, value in tls.items()) if tls else ""
         return {
             **os.environ,
+            **{f"PG{key.upper()}": value for key, value in tls.items()},
             "DJANGO_SETTINGS_MODULE": SETTINGS,
             "DATABASE_URL": (
-                f"postgres://postgres@{endpoint.host}:{endpoint.port}/{self.cluster.dbname}"
+                f"postgres://postgres@{endpoint.host}:{endpoint.port}/{self.cluster.dbname}{query}"
             ),
             "PG_RESILIENCE_ENABLED": "false" if self.engine == "stock" else "true",
             "SHOPIFY_WEBHOOK_SECRET": WEBHOOK_SECRET,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import pytest
 from django.db import OperationalError, connections, transaction
@@ -24,6 +24,24 @@ T = TypeVar("T")
 STOCK = "django.db.backends.postgresql"
 
 
+@pytest.fixture
+def cluster(
+    request: pytest.FixtureRequest, django_db_blocker: Any, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[LocalCluster]:
+    """A fresh cluster; with the "verify-full" param, TLS-only nodes (plain TCP refused)
+    and every libpq connection of the process on sslmode=verify-full (PGSSLMODE)."""
+    tls = getattr(request, "param", "plain") == "verify-full"
+    with LocalCluster(standbys=1, tls=tls) as fresh, django_db_blocker.unblock():
+        for name, value in fresh.tls_params().items():
+            monkeypatch.setenv(f"PG{name.upper()}", value)
+        yield fresh
+
+
+#: Run a test on plain TCP and again over TLS, as on a managed database.
+also_over_tls = pytest.mark.parametrize("cluster", ["plain", "verify-full"], indirect=True)
+
+
+@also_over_tls
 def test_autocommit_reads_ride_through_a_failover_where_stock_django_fails(
     cluster: LocalCluster,
 ) -> None:
@@ -66,6 +84,7 @@ def test_autocommit_reads_ride_through_a_failover_where_stock_django_fails(
     assert stats.snapshot()["reconnects"]["ours"] >= 1
 
 
+@also_over_tls
 def test_write_in_atomic_raises_failover_error_and_leaves_nothing_half_written(
     cluster: LocalCluster,
 ) -> None:
@@ -249,6 +268,7 @@ def _first_success(query: Callable[[], T], *, within: float) -> T:
             time.sleep(0.05)
 
 
+@also_over_tls
 def test_the_old_primary_rejoined_as_a_standby_is_left_for_the_new_primary(
     cluster: LocalCluster,
 ) -> None:
@@ -346,6 +366,7 @@ def _reset_when_running(cluster: LocalCluster, marker: str) -> None:
     cluster.endpoint.reset_all()
 
 
+@also_over_tls
 def test_a_read_in_flight_is_re_run_but_a_write_in_flight_is_not(cluster: LocalCluster) -> None:
     with item_alias("ours", cluster.endpoint):
         connection = connections["ours"]

@@ -155,6 +155,43 @@ def test_cluster_endpoint_follows_a_failover_when_told(pg_fresh_cluster: LocalCl
         assert server_port(conn) == cluster.primary.port
 
 
+def test_a_second_start_is_a_no_op(pg_cluster: LocalCluster) -> None:
+    endpoint = EndpointProxy(pg_cluster.primary).start()
+    port = endpoint.port
+    with endpoint:  # the pattern that used to bind a second listener and a second loop
+        assert endpoint.start() is endpoint
+        assert endpoint.port == port
+        loops = [t for t in threading.enumerate() if t.name == f"EndpointProxy:{port}"]
+        assert len(loops) == 1
+        for _ in range(3):
+            with connect(endpoint) as conn:
+                assert server_port(conn) == pg_cluster.primary.port
+    with pytest.raises(RuntimeError, match="closed"):
+        endpoint.start()
+
+
+def test_a_crashed_loop_fails_the_next_call_loudly(
+    pg_cluster: LocalCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with EndpointProxy(pg_cluster.primary) as endpoint:
+        conn = connect(endpoint)
+
+        def crash() -> None:
+            raise BufferError("Existing exports of data: object cannot be re-sized")
+
+        # A bug in the loop, as the double start used to cause.
+        monkeypatch.setattr(endpoint, "_release_delayed", crash)
+        with pytest.raises(psycopg.OperationalError):
+            conn.execute("SELECT 1")  # the crash resets the connection: no silent hang
+        with pytest.raises(RuntimeError, match="loop thread crashed with BufferError"):
+            endpoint.point_to(pg_cluster.primary)
+        started = time.monotonic()
+        with pytest.raises(psycopg.OperationalError):
+            connect(endpoint)  # refused at once: nothing listens any more
+        assert time.monotonic() - started < 1.5
+        conn.close()
+
+
 def test_lifting_the_delay_keeps_a_stream_in_order() -> None:
     """Data sent after restore() must not overtake data the delay still holds."""
     received = bytearray()

@@ -1,0 +1,1 @@
+"""The README's recipe: django-prometheus' database metrics on our resilient backend."""
