@@ -374,6 +374,7 @@ def check_replica_router(app_configs: Any = None, **kwargs: Any) -> list[CheckMe
                 id="pg_resilience.W503",
             )
         )
+    return messages
 
 
 # --- provider node metrics and PgBouncer ---
