@@ -108,6 +108,18 @@ class _BreakerPacedDriver:
         return getattr(psycopg, name)
 
 
+class _DriverDescriptor:
+    """``wrapper.Database``: a driver stand-in made on each use; psycopg on the class.
+
+    Made on use, not stored on the wrapper: a stored one would tie the wrapper
+    into a reference cycle, and a closed wrapper must go without the garbage
+    collector.
+    """
+
+    def __get__(self, wrapper: Any, owner: type | None = None) -> Any:
+        return psycopg if wrapper is None else _BreakerPacedDriver(wrapper)
+
+
 class ResilientDatabaseWrapperMixin:
     """The failover behaviour, for any subclass of Django's postgresql DatabaseWrapper.
 
@@ -122,11 +134,10 @@ class ResilientDatabaseWrapperMixin:
     needs_rollback: bool
     errors_occurred: bool
     autocommit: bool
-    Database: Any
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.Database = _BreakerPacedDriver(self)
+        self._ensuring_connection = False
         self._resilience: conf.BackendSettings | None = None
         # Set when the connection was lost: the next connect reports a
         # reconnect and reads the server identity (failover detection).
@@ -135,6 +146,9 @@ class ResilientDatabaseWrapperMixin:
         #: Why the current session holds state a fresh one would not (a SET,
         #: a temporary table...), or None. A read is not replayed elsewhere then.
         self.session_state: str | None = None
+
+    #: psycopg, whose ``connect`` goes through the breaker (see _BreakerPacedDriver).
+    Database: Any = _DriverDescriptor()
 
     # --- settings --------------------------------------------------------
 
@@ -356,9 +370,24 @@ class ResilientDatabaseWrapperMixin:
 
     @async_unsafe
     def ensure_connection(self) -> None:
-        # Django's body (four lines) rather than super(): code that patches
-        # BaseDatabaseWrapper.ensure_connection to call the bound method back
-        # (Django's own test utilities do) must not recurse through us.
+        if self._ensuring_connection:
+            # Called back through a patched BaseDatabaseWrapper.ensure_connection
+            # (Django's test utilities patch it so): Django's own body, no recursion.
+            self._open_connection()
+            return
+        self._ensuring_connection = True
+        try:
+            self._drop_unusable_connection()
+            if self.connection is None and self.in_atomic_block and self.closed_in_transaction:
+                raise self.transaction_lost()
+            # Django's, through any patch of it (SimpleTestCase's guard against
+            # database access from threads relies on one).
+            super().ensure_connection()  # type: ignore[misc]
+        finally:
+            self._ensuring_connection = False
+
+    def _drop_unusable_connection(self) -> None:
+        """Drop a connection found closed, or opened before an outage the breaker knows of."""
         connection = self.connection
         if (
             connection is not None
@@ -369,6 +398,9 @@ class ResilientDatabaseWrapperMixin:
             self.connection_failed()
             if in_transaction:
                 raise self.transaction_lost()
+
+    def _open_connection(self) -> None:
+        """Django's ``ensure_connection`` body."""
         if self.connection is None:
             if self.in_atomic_block and self.closed_in_transaction:
                 raise self.transaction_lost()
