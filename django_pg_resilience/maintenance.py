@@ -138,6 +138,27 @@ def maintenance_file() -> str:
     return os.path.join(tempfile.gettempdir(), f"django-pg-resilience-maintenance-{name}")
 
 
+class _FailureReport:
+    """One ERROR line when the switch cannot be read, not one per check; again after a recovery."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self.reported = False
+
+    def failed(self, exc: BaseException, consequence: str = "the site is served as usual") -> None:
+        if not self.reported:
+            self.reported = True
+            logger.error(
+                "Cannot read the maintenance switch (%s: %s); %s.",
+                self.where,
+                type(exc).__name__,
+                consequence,
+            )
+
+    def recovered(self) -> None:
+        self.reported = False
+
+
 class FileSwitch:
     """The switch as a file: present is on. One ``os.stat`` per read; parsed when it changed."""
 
@@ -145,7 +166,7 @@ class FileSwitch:
         self.path = path
         self._seen: tuple[int, int, int] | None = None
         self._state: MaintenanceState | None = None
-        self._unreadable_reported = False
+        self._failing = _FailureReport(f"file {path}")
 
     def read(self) -> MaintenanceState | None:
         try:
@@ -153,9 +174,10 @@ class FileSwitch:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            # The site stays up rather than down for a permission problem; say so once.
-            self._report_unreadable(exc)
+            # The site stays up rather than down for a permission problem.
+            self._failing.failed(exc)
             return None
+        self._failing.recovered()
         seen = (info.st_ino, info.st_size, info.st_mtime_ns)
         if seen != self._seen or self._state is None:
             try:
@@ -164,20 +186,12 @@ class FileSwitch:
             except FileNotFoundError:
                 return None
             except OSError as exc:
-                self._report_unreadable(exc)
+                # It exists, and existence is the switch: on, with the defaults.
+                self._failing.failed(exc, "maintenance is on with the default Retry-After")
                 text = b""
             self._state = MaintenanceState.from_json(text)
             self._seen = seen
         return self._state
-
-    def _report_unreadable(self, exc: OSError) -> None:
-        if not self._unreadable_reported:
-            self._unreadable_reported = True
-            logger.error(
-                "Cannot read the maintenance switch %s (%s); the site is served as usual.",
-                self.path,
-                type(exc).__name__,
-            )
 
     def write(self, state: MaintenanceState) -> None:
         # Written aside and renamed: a process never reads half a file, and a
@@ -210,6 +224,7 @@ class CacheSwitch:
 
     def __init__(self, alias: str) -> None:
         self.alias = alias
+        self._failing = _FailureReport(f"cache {alias!r}")
 
     def _cache(self) -> Any:
         from django.core.cache import caches
@@ -220,12 +235,9 @@ class CacheSwitch:
         try:
             value = self._cache().get(CACHE_KEY)
         except Exception as exc:
-            logger.error(
-                "Cannot read the maintenance switch from cache %r (%s); the site is served.",
-                self.alias,
-                type(exc).__name__,
-            )
+            self._failing.failed(exc)
             return None
+        self._failing.recovered()
         return None if value is None else MaintenanceState.from_json(value)
 
     def write(self, state: MaintenanceState) -> None:

@@ -144,6 +144,7 @@ class DatabaseUnavailableMiddleware:
             self._announce(request, response)
             return response
         response = self._replace_noted_500(request, response)
+        response = self._answer_deferred_maintenance(request, response)
         self._announce(request, response)
         return response
 
@@ -162,6 +163,7 @@ class DatabaseUnavailableMiddleware:
             await self._aannounce(request, response)
             return response
         response = self._replace_noted_500(request, response)
+        response = self._answer_deferred_maintenance(request, response)
         await self._aannounce(request, response)
         return response
 
@@ -195,6 +197,13 @@ class DatabaseUnavailableMiddleware:
         if not webhook and maintenance.deferred_for_staff(request, state):
             return None
         return self._respond_maintenance(request, state, bare=webhook)
+
+    def _answer_deferred_maintenance(
+        self, request: HttpRequest, response: HttpResponseBase
+    ) -> HttpResponseBase:
+        # process_view never ran: no URL matched, or a middleware answered first.
+        answer = self.process_view(request, None, (), {})
+        return response if answer is None else answer
 
     def _respond_maintenance(
         self, request: HttpRequest, state: maintenance.MaintenanceState, *, bare: bool

@@ -7,6 +7,7 @@ makes any database access fail there.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -295,3 +296,28 @@ def test_a_process_rereads_the_switch_only_after_the_check_interval(
     # Within the interval the process keeps what it read: no stat per request.
     assert client.get("/plain/").status_code == 200
     assert maintenance.current_state() is None
+
+
+def test_a_request_no_view_answers_still_gets_the_maintenance_503(
+    on: MaintenanceState, client: Client
+) -> None:
+    # Staff bypass waits for process_view, which a 404 never reaches.
+    response = client.get("/no-such-page/")
+
+    assert_unavailable_headers(response, retry_after=42)
+
+
+def test_an_unreadable_switch_serves_the_site_and_logs_once(
+    tmp_path: Path, client: Client, settings: SettingsWrapper, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A file where a directory should be: os.stat fails (not "no such file"); the site stays up.
+    not_a_directory = tmp_path / "not-a-directory"
+    not_a_directory.write_text("")
+    set_option(settings, MAINTENANCE_FILE=str(not_a_directory / "switch"))
+
+    with caplog.at_level(logging.ERROR, logger="django_pg_resilience.maintenance"):
+        statuses = [client.get("/plain/").status_code for _ in range(3)]
+
+    assert statuses == [200, 200, 200]
+    errors = [record for record in caplog.records if "maintenance switch" in record.message]
+    assert len(errors) == 1

@@ -98,7 +98,6 @@ class Command(BaseCommand):
         else:
             self.stdout.write(
                 f"Maintenance is on ({where}) since {described['since'] or 'an unknown time'}: "
-                f"503 with Retry-After {state.retry_after}s"
-                + (f", message: {state.message}" if state.message else "")
-                + "."
+                f"503 with Retry-After {state.retry_after}s."
+                + (f" Message: {state.message}" if state.message else "")
             )
