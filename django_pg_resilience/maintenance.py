@@ -291,8 +291,9 @@ class _Reader:
         now = time.monotonic()
         if now - self._checked < interval:
             return self._state
-        # One reader per process at a time; the others keep the last answer.
-        if not self._lock.acquire(blocking=False):
+        # One reader per process at a time; the others keep the last answer,
+        # except before the first one, when there is no answer to keep.
+        if not self._lock.acquire(blocking=self._checked == -math.inf):
             return self._state
         try:
             if self._switch is None:
