@@ -20,4 +20,9 @@ CACHES = {
         "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
         "LOCATION": os.environ.get("MAINTENANCE_TEST_CACHE_DIR", "/nonexistent"),
     },
+    # Nothing listens on port 1: every call fails.
+    "unreachable": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": "redis://:cache-password-never-shown@127.0.0.1:1/0",
+    },
 }

@@ -115,3 +115,12 @@ def test_retry_after_must_be_whole_positive_seconds(value: str, switch_file: Pat
     assert result.returncode == 2
     assert "--retry-after" in result.stderr
     assert not switch_file.exists()
+
+
+def test_an_unreachable_cache_is_a_clear_error_without_its_password() -> None:
+    result = manage("on", env={"MAINTENANCE_TEST_CACHE": "unreachable"})
+
+    assert result.returncode == 1
+    assert "MAINTENANCE_CACHE" in result.stderr
+    assert "cache-password-never-shown" not in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr

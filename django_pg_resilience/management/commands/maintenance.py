@@ -90,6 +90,12 @@ class Command(BaseCommand):
                 "Set PG_RESILIENCE['MAINTENANCE_FILE'] to a path in a directory every "
                 "process of the site can read and this user can write."
             ) from None
+        except Exception as exc:
+            # The class only: a cache client's message can carry its URL and password.
+            raise CommandError(
+                f"Cannot change the maintenance switch ({where}): {type(exc).__name__}. "
+                "Is the cache named by PG_RESILIENCE['MAINTENANCE_CACHE'] up and reachable?"
+            ) from None
         described = _describe(state)
         if options["json"]:
             self.stdout.write(json.dumps({**described, "switch": where}))
