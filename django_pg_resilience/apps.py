@@ -18,3 +18,11 @@ class PgResilienceConfig(AppConfig):
         got_request_exception.connect(
             note_availability_error, dispatch_uid="django_pg_resilience.middleware"
         )
+        from django.contrib.auth.signals import user_logged_in
+
+        from django_pg_resilience.maintenance import remember_staff_at_login
+
+        # Staff pass maintenance; the flag lets a database-free session say so.
+        user_logged_in.connect(
+            remember_staff_at_login, dispatch_uid="django_pg_resilience.maintenance"
+        )

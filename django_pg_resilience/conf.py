@@ -230,6 +230,27 @@ class AppSettings:
     #: Seconds the longest-waiting PgBouncer client may wait before WARNING / CRITICAL.
     HEALTH_PGBOUNCER_WAIT_WARNING: float = 1.0
     HEALTH_PGBOUNCER_WAIT_CRITICAL: float = 5.0
+    # --- planned maintenance (manage.py maintenance on|off|status) ---
+    #: The file whose existence turns maintenance on for every process of this
+    #: machine. None: ``<temp dir>/django-pg-resilience-maintenance-<settings module>``.
+    MAINTENANCE_FILE: str | None = None
+    #: A CACHES alias holding the switch instead of the file (several machines or
+    #: containers). Must be shared by all processes and not the database cache.
+    MAINTENANCE_CACHE: str | None = None
+    #: Seconds a process reuses what it last read of the switch.
+    MAINTENANCE_CHECK_INTERVAL: float = 0.5
+    #: Retry-After, in seconds, of the maintenance 503 when ``on`` is not given one.
+    MAINTENANCE_RETRY_AFTER: int = 30
+    #: Client addresses or networks (CIDR) that get the site during maintenance.
+    #: Matched against REMOTE_ADDR only, never X-Forwarded-For.
+    MAINTENANCE_BYPASS_IPS: tuple[str, ...] = ()
+    #: Path prefixes served during maintenance (whole segments: "/healthz" is not "/healthzz").
+    MAINTENANCE_BYPASS_PATHS: tuple[str, ...] = ("/healthz", "/readyz")
+    #: Staff users get the site during maintenance (when known without the database).
+    MAINTENANCE_BYPASS_STAFF: bool = True
+    #: Webhook views are served during maintenance; False (default): they get the
+    #: bare 503 with Retry-After, and the senders retry later.
+    MAINTENANCE_BYPASS_WEBHOOKS: bool = False
 
 
 _BACKEND_FIELDS = {f.name: f for f in dataclasses.fields(BackendSettings)}

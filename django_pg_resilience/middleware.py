@@ -21,6 +21,11 @@ swaps the 500 for the 503 on the way out. Errors raised by the view (or while a
 ``TemplateResponse`` renders) are caught earlier by ``process_exception``, before
 Django logs a 500; errors that propagate (``DEBUG_PROPAGATE_EXCEPTIONS``) are
 caught around ``get_response``.
+
+Planned maintenance (``manage.py maintenance on``) is answered here too, with
+the same 503 page or JSON, before anything else runs; a request that staff may
+pass waits for the user in ``process_view`` (see
+:mod:`django_pg_resilience.maintenance`).
 """
 
 from __future__ import annotations
@@ -32,15 +37,17 @@ from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.db import connections
+from django.dispatch import Signal
 from django.http import HttpRequest, HttpResponseBase
 from django.urls import resolve
 
-from django_pg_resilience import signals, stats
+from django_pg_resilience import maintenance, signals, stats
 from django_pg_resilience.errors import is_availability_error, sqlstate_of
 from django_pg_resilience.unavailable import (
     BARE_503_ATTRIBUTE,
     PASSTHROUGH_ATTRIBUTE,
     is_pool_timeout,
+    response_kind,
     unavailable_response,
 )
 
@@ -55,6 +62,8 @@ logger = logging.getLogger("django_pg_resilience.middleware")
 
 # Where the got_request_exception receiver leaves the error for the middleware.
 _NOTED_ERROR = "_pg_resilience_unavailable_error"
+# Marks a maintenance 503 (its kind) until it is counted and signalled.
+_MAINTENANCE_MARK = "_pg_resilience_maintenance_kind"
 
 _GetResponse = Callable[[HttpRequest], Any]
 
@@ -122,6 +131,10 @@ class DatabaseUnavailableMiddleware:
     def __call__(self, request: HttpRequest) -> Any:
         if self.async_mode:
             return self.__acall__(request)
+        early = self._maintenance(request)
+        if early is not None:
+            self._announce(request, early)
+            return early
         try:
             response = self.get_response(request)
         except Exception as error:
@@ -131,11 +144,16 @@ class DatabaseUnavailableMiddleware:
             self._announce(request, response)
             return response
         response = self._replace_noted_500(request, response)
+        response = self._answer_deferred_maintenance(request, response)
         self._announce(request, response)
         return response
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]] = self.get_response
+        early = self._maintenance(request)
+        if early is not None:
+            await self._aannounce(request, early)
+            return early
         try:
             response = await get_response(request)
         except Exception as error:
@@ -145,6 +163,7 @@ class DatabaseUnavailableMiddleware:
             await self._aannounce(request, response)
             return response
         response = self._replace_noted_500(request, response)
+        response = self._answer_deferred_maintenance(request, response)
         await self._aannounce(request, response)
         return response
 
@@ -156,7 +175,43 @@ class DatabaseUnavailableMiddleware:
             return None
         return self._respond(request, exception)
 
+    def process_view(
+        self, request: HttpRequest, view_func: Any, view_args: Any, view_kwargs: Any
+    ) -> HttpResponseBase | None:
+        """Answer maintenance now that the user is known, unless staff may pass."""
+        state = maintenance.take_deferred(request)
+        if state is None or maintenance.is_staff_without_database(request):
+            return None
+        return self._respond_maintenance(request, state, bare=False)
+
     # Shared by __call__ and __acall__; none of it does I/O but the logging.
+
+    def _maintenance(self, request: HttpRequest) -> HttpResponseBase | None:
+        state = maintenance.current_state()
+        if state is None:
+            return None
+        webhook = _view_flag(request, BARE_503_ATTRIBUTE)
+        health = _view_flag(request, PASSTHROUGH_ATTRIBUTE)
+        if maintenance.is_bypassed(request, health_view=health, webhook_view=webhook):
+            return None
+        if not webhook and maintenance.deferred_for_staff(request, state):
+            return None
+        return self._respond_maintenance(request, state, bare=webhook)
+
+    def _answer_deferred_maintenance(
+        self, request: HttpRequest, response: HttpResponseBase
+    ) -> HttpResponseBase:
+        # process_view never ran: no URL matched, or a middleware answered first.
+        answer = self.process_view(request, None, (), {})
+        return response if answer is None else answer
+
+    def _respond_maintenance(
+        self, request: HttpRequest, state: maintenance.MaintenanceState, *, bare: bool
+    ) -> HttpResponseBase:
+        response = maintenance.maintenance_response(request, state, bare=bare)
+        setattr(response, _MAINTENANCE_MARK, response_kind(request, bare=bare))
+        response._has_been_logged = True  # type: ignore[attr-defined]
+        return response
 
     def _handles(self, request: HttpRequest, error: BaseException) -> bool:
         return _answered_with_503(error) and not _view_flag(request, PASSTHROUGH_ATTRIBUTE)
@@ -215,31 +270,53 @@ class DatabaseUnavailableMiddleware:
         )
         return {"request": request, "alias": alias, "retry_after": retry_after, "error": error}
 
-    def _announce(self, request: HttpRequest, response: HttpResponseBase) -> None:
+    def _unannounced(
+        self, request: HttpRequest, response: HttpResponseBase
+    ) -> tuple[Signal, dict[str, Any]] | None:
+        """The signal and kwargs owed for ``response`` (counted now), or None."""
+        kind = response.__dict__.pop(_MAINTENANCE_MARK, None)
+        if kind is not None:
+            # Not logged per request: the process logs when maintenance starts and ends.
+            stats.increment("maintenance_responses", kind)
+            retry_after = int(response["Retry-After"])
+            return signals.maintenance_response, {
+                "request": request,
+                "retry_after": retry_after,
+                "kind": kind,
+            }
         error = self._unannounced_error(response)
         if error is None:
-            return
+            return None
         kwargs = self._log_and_count(request, response, error)
         if kwargs is None:
+            return None
+        return signals.database_unavailable_response, kwargs
+
+    def _announce(self, request: HttpRequest, response: HttpResponseBase) -> None:
+        owed = self._unannounced(request, response)
+        if owed is None:
             return
-        for receiver, result in signals.database_unavailable_response.send_robust(
-            sender=type(self), **kwargs
-        ):
-            if isinstance(result, Exception):
-                logger.error("Receiver %r of database_unavailable_response failed", receiver)
+        signal, kwargs = owed
+        _log_failed_receivers(signal, signal.send_robust(sender=type(self), **kwargs))
 
     async def _aannounce(self, request: HttpRequest, response: HttpResponseBase) -> None:
-        error = self._unannounced_error(response)
-        if error is None:
+        owed = self._unannounced(request, response)
+        if owed is None:
             return
-        kwargs = self._log_and_count(request, response, error)
-        if kwargs is None:
-            return
-        signal = signals.database_unavailable_response
+        signal, kwargs = owed
         if hasattr(signal, "asend_robust"):  # Django 5.0+
             results = await signal.asend_robust(sender=type(self), **kwargs)
         else:  # pragma: no cover - Django 4.2
             results = signal.send_robust(sender=type(self), **kwargs)
-        for receiver, result in results:
-            if isinstance(result, Exception):
-                logger.error("Receiver %r of database_unavailable_response failed", receiver)
+        _log_failed_receivers(signal, results)
+
+
+def _log_failed_receivers(signal: Signal, results: list[tuple[Any, Any]]) -> None:
+    name = (
+        "maintenance_response"
+        if signal is signals.maintenance_response
+        else "database_unavailable_response"
+    )
+    for receiver, result in results:
+        if isinstance(result, Exception):
+            logger.error("Receiver %r of %s failed", receiver, name)

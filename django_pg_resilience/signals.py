@@ -14,6 +14,7 @@ __all__ = [
     "connection_retry",
     "database_unavailable_response",
     "failover_detected",
+    "maintenance_response",
     "primary_fallback",
     "reconnected",
     "replica_promoted",
@@ -73,3 +74,8 @@ replica_promoted = Signal()
 #: ``no_secret``...). Never the signature or the body. A spike means a rotated
 #: secret missing from the view, or someone probing the endpoint.
 webhook_signature_failed = Signal()
+
+#: The middleware answered 503 because of planned maintenance (``manage.py
+#: maintenance on``). kwargs: request, retry_after (seconds), kind ("html",
+#: "json" or "webhook"). No alias: maintenance is not about one database.
+maintenance_response = Signal()

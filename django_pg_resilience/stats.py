@@ -106,6 +106,11 @@ METRICS: dict[str, tuple[str, str, str]] = {
         "Duplicate deliveries answered 503 because the first was still being processed.",
         "source",
     ),
+    "maintenance_responses": (
+        "counter",
+        "503s answered because of planned maintenance, by kind (html, json, webhook).",
+        "kind",
+    ),
 }
 
 #: How a gauge combines across processes under PROMETHEUS_MULTIPROC_DIR (gunicorn

@@ -140,12 +140,13 @@ def response_kind(request: HttpRequest, *, bare: bool = False) -> ResponseKind:
     return "html"
 
 
-def _page(request: HttpRequest, retry_after: int) -> str:
+def _page(request: HttpRequest, retry_after: int, message: str = "") -> str:
     unsafe = request.method not in _SAFE_METHODS
     context = {
         "retry_after": retry_after,
         "unsafe_method": unsafe,
         "method": request.method,
+        "message": message,
     }
     language = (
         translation.get_language_from_request(request, check_path=False)
@@ -166,10 +167,10 @@ def _page(request: HttpRequest, retry_after: int) -> str:
                 type(exc).__name__,
                 exc_info=level == logging.ERROR,
             )
-            return _fallback_page(retry_after, unsafe)
+            return _fallback_page(retry_after, unsafe, message)
 
 
-def _fallback_page(retry_after: int, unsafe: bool) -> str:
+def _fallback_page(retry_after: int, unsafe: bool, extra: str = "") -> str:
     if unsafe:
         message = gettext("Your action was not completed. It is safe to repeat it in a moment.")
         refresh = ""
@@ -180,7 +181,7 @@ def _fallback_page(retry_after: int, unsafe: bool) -> str:
         refresh=refresh,
         title=escape(gettext("Temporarily unavailable")),
         heading=escape(gettext("We'll be right back")),
-        message=escape(message),
+        message=escape(f"{extra} {message}" if extra else message),
     )
 
 
@@ -190,6 +191,7 @@ def unavailable_response(
     *,
     bare: bool = False,
     code: str | None = None,
+    message: str = "",
 ) -> HttpResponse:
     """The 503 for ``request`` during an outage (``error`` is the availability error).
 
@@ -198,7 +200,8 @@ def unavailable_response(
     ``Vary: Accept``. The body depends on :func:`response_kind`: the page, or
     ``{"error": code, "retry_after": seconds}`` for APIs and webhooks (``code``
     says why: ``database_unavailable``, ``database_busy``, or a webhook
-    view's own reason such as ``durable_ack_unconfirmed``).
+    view's own reason such as ``durable_ack_unconfirmed``). ``message`` (planned
+    maintenance's own words) is shown on the page and added to the JSON.
     """
     retry_after = retry_after_for(error)
     kind = response_kind(request, bare=bare)
@@ -206,9 +209,12 @@ def unavailable_response(
         code = POOL_BUSY_CODE if is_pool_timeout(error) else UNAVAILABLE_CODE
     response: HttpResponse
     if kind in ("json", "webhook"):
-        response = JsonResponse({"error": code, "retry_after": retry_after}, status=503)
+        body: dict[str, object] = {"error": code, "retry_after": retry_after}
+        if message:
+            body["message"] = message
+        response = JsonResponse(body, status=503)
     else:
-        response = HttpResponse(_page(request, retry_after), status=503)
+        response = HttpResponse(_page(request, retry_after, message), status=503)
     response["Retry-After"] = str(retry_after)
     add_never_cache_headers(response)
     patch_vary_headers(response, ["Accept"])

@@ -14,6 +14,7 @@ from django_pg_resilience.webhooks.verifiers import (
     ShopifyVerifier,
     StandardWebhooksVerifier,
     Verifier,
+    standard_webhooks_headers,
 )
 from django_pg_resilience.webhooks.views import IdempotentWebhookView
 
@@ -77,7 +78,9 @@ class StandardWebhookView(IdempotentWebhookView):
     """Standard Webhooks (standardwebhooks.com): ``whsec_`` secrets, ``webhook-id`` as the key.
 
     ``topic_field`` names the payload field that holds the event type
-    (``"type"`` in the spec's examples).
+    (``"type"`` in the spec's examples). Svix-based senders (Clerk, Resend...)
+    send ``svix-id`` / ``svix-timestamp`` / ``svix-signature`` instead; both are
+    read, one whole set per delivery (``webhook-*`` when present).
     """
 
     source: ClassVar[str] = "standard"
@@ -86,10 +89,16 @@ class StandardWebhookView(IdempotentWebhookView):
     #: webhook-id is signed: a replay under a new id fails the signature, and a
     #: sender may legitimately send the same body as two messages.
     dedup_body: ClassVar[bool] = False
-    stored_headers: ClassVar[tuple[str, ...]] = ("webhook-id", "webhook-timestamp")
+    stored_headers: ClassVar[tuple[str, ...]] = (
+        "webhook-id",
+        "webhook-timestamp",
+        "svix-id",
+        "svix-timestamp",
+    )
 
     def get_idempotency_key(self, request: HttpRequest, payload: Any) -> str:
-        return _required(request, "webhook-id")
+        # The id the signature covered: the same header set the verifier chose.
+        return _required(request, standard_webhooks_headers(request.headers).id)
 
     def get_topic(self, request: HttpRequest, payload: Any) -> str:
         value = payload.get(self.topic_field) if isinstance(payload, dict) else None
@@ -97,7 +106,7 @@ class StandardWebhookView(IdempotentWebhookView):
 
     def get_triggered_at(self, request: HttpRequest, payload: Any) -> datetime.datetime | None:
         try:
-            seconds = int(_header(request, "webhook-timestamp"))
+            seconds = int(_header(request, standard_webhooks_headers(request.headers).timestamp))
             return datetime.datetime.fromtimestamp(seconds, tz=datetime.timezone.utc)
         except (ValueError, OverflowError, OSError):
             return None

@@ -12,6 +12,12 @@ anyone can sign with an empty key; with no usable secret left every delivery
 is refused (``no_secret``). A signature header that is not plain ASCII, or a
 ``webhook-timestamp`` that is not 1 to 12 digits, is refused before any
 arithmetic on it.
+
+Standard Webhooks deliveries come under two sets of header names: the spec's
+``webhook-id`` / ``webhook-timestamp`` / ``webhook-signature``, and Svix's
+``svix-id`` / ``svix-timestamp`` / ``svix-signature`` for the same scheme (Clerk,
+Resend and other Svix-based senders). :func:`standard_webhooks_headers` picks
+one whole set per delivery; see there for which and why.
 """
 
 from __future__ import annotations
@@ -23,17 +29,21 @@ import hmac
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from django.core.exceptions import ImproperlyConfigured
 
 from django_pg_resilience.webhooks.exceptions import NO_SECRET_CODE, unauthorized
 
 __all__ = [
+    "STANDARD_WEBHOOKS_HEADERS",
+    "SVIX_HEADERS",
     "GitHubVerifier",
     "ShopifyVerifier",
+    "StandardWebhooksHeaders",
     "StandardWebhooksVerifier",
     "Verifier",
+    "standard_webhooks_headers",
     "standard_webhooks_key",
     "usable_secrets",
 ]
@@ -128,6 +138,9 @@ def standard_webhooks_key(secret: str) -> bytes:
     all (``"whsec_" + env("SECRET", default="")``).
     """
     encoded = secret.strip().removeprefix("whsec_")
+    # Some senders show the key without its base64 padding; the official
+    # libraries accept it, so the same secret must work here.
+    encoded += "=" * (-len(encoded) % 4)
     try:
         key = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
@@ -152,11 +165,45 @@ def _standard_webhooks_keys(secrets: Sequence[str]) -> list[bytes]:
     return keys
 
 
+class StandardWebhooksHeaders(NamedTuple):
+    """The names of the three signed headers of one Standard Webhooks delivery."""
+
+    id: str
+    timestamp: str
+    signature: str
+
+
+#: The spec's header names.
+STANDARD_WEBHOOKS_HEADERS = StandardWebhooksHeaders(
+    "webhook-id", "webhook-timestamp", "webhook-signature"
+)
+#: Svix's names for the same headers and the same signature.
+SVIX_HEADERS = StandardWebhooksHeaders("svix-id", "svix-timestamp", "svix-signature")
+
+
+def standard_webhooks_headers(headers: Mapping[str, str]) -> StandardWebhooksHeaders:
+    """The header set a delivery uses: ``webhook-*`` when any of them is present, else ``svix-*``.
+
+    One whole set, never a mix: the id that is signed must be the id the
+    delivery is deduplicated and stored under, or an unsigned header could pick
+    the idempotency key. The spec's names win when both sets are present
+    because they are the standard's own (the official libraries read only
+    them), so a sender that sends both signs for them; a half-present
+    ``webhook-*`` set is refused rather than completed from the other set.
+    """
+    if any(headers.get(name) for name in STANDARD_WEBHOOKS_HEADERS):
+        return STANDARD_WEBHOOKS_HEADERS
+    if any(headers.get(name) for name in SVIX_HEADERS):
+        return SVIX_HEADERS
+    return STANDARD_WEBHOOKS_HEADERS
+
+
 class StandardWebhooksVerifier:
     """Standard Webhooks: ``webhook-signature`` over ``id.timestamp.body``, +-5 minute tolerance.
 
     ``webhook-signature`` holds space-separated ``v1,<base64>`` entries (a sender
     rotating its secret signs with both); any entry matching any secret passes.
+    Svix's ``svix-*`` names are read too (:func:`standard_webhooks_headers`).
     """
 
     #: Seconds a timestamp may be off from now, in either direction.
@@ -169,17 +216,18 @@ class StandardWebhooksVerifier:
         keys = _standard_webhooks_keys(secrets)
         if not keys:
             raise _no_usable_secret()
-        signature = _ascii_header(headers, "webhook-signature", "malformed_signature")
-        msg_id = _ascii_header(headers, "webhook-id", "malformed_id")
-        timestamp = _ascii_header(headers, "webhook-timestamp", "bad_timestamp")
+        names = standard_webhooks_headers(headers)
+        signature = _ascii_header(headers, names.signature, "malformed_signature")
+        msg_id = _ascii_header(headers, names.id, "malformed_id")
+        timestamp = _ascii_header(headers, names.timestamp, "bad_timestamp")
         if not signature:
-            raise unauthorized("missing_signature", "no webhook-signature header")
+            raise unauthorized("missing_signature", f"no {names.signature} header")
         if not msg_id or not timestamp:
-            raise unauthorized("missing_signature", "webhook-id and webhook-timestamp are signed")
+            raise unauthorized("missing_signature", f"{names.id} and {names.timestamp} are signed")
         if not _TIMESTAMP.fullmatch(timestamp):
-            raise unauthorized("bad_timestamp", "webhook-timestamp is not Unix seconds")
+            raise unauthorized("bad_timestamp", f"{names.timestamp} is not Unix seconds")
         if abs(self.clock() - int(timestamp)) > self.tolerance:
-            raise unauthorized("stale_timestamp", "webhook-timestamp is outside the tolerance")
+            raise unauthorized("stale_timestamp", f"{names.timestamp} is outside the tolerance")
         signed = f"{msg_id}.{timestamp}.".encode("ascii") + body
         given = [
             entry.partition(",")[2].encode("ascii")
@@ -193,4 +241,4 @@ class StandardWebhooksVerifier:
                 # No short-circuit: the time taken does not depend on which entry matched.
                 ok |= hmac.compare_digest(expected, candidate)
         if not ok:
-            raise unauthorized("bad_signature", "webhook-signature matches no configured secret")
+            raise unauthorized("bad_signature", f"{names.signature} matches no configured secret")
