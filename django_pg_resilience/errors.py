@@ -127,6 +127,10 @@ _CONFIGURATION_MESSAGES = (
     "invalid integer value",
     'missing "=" after',
     "pg_hba.conf rejects connection",
+    # TLS: a certificate the client cannot trust never becomes trustworthy by retrying.
+    "certificate verify failed",
+    "root certificate file",
+    "does not match host name",
 )
 
 

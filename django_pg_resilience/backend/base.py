@@ -81,6 +81,7 @@ _CONFIGURATION_HINTS = (
     ('database "', "create the database or fix NAME"),
     ('role "', "create the role or fix USER"),
     ("invalid", "fix the connection options in OPTIONS"),
+    ("certificate", "check sslrootcert (the CA that signed the server's certificate) and HOST"),
 )
 
 _LOST_IN_TRANSACTION = (

@@ -100,12 +100,6 @@ def test_plain_tcp_against_a_tls_only_node_is_refused(tls_cluster: LocalCluster)
         connections["ours"].ensure_connection()
 
 
-@pytest.mark.xfail(
-    reason="a certificate from the wrong authority is retried until the deadline like an "
-    "outage; it never fixes itself, so it should fail at once as a configuration error "
-    "(errors.classify, backend side)",
-    strict=True,
-)
 def test_a_wrong_certificate_authority_fails_at_once_with_a_clear_error(
     tls_cluster: LocalCluster, tmp_path: Any
 ) -> None:
