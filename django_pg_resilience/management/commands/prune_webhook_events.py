@@ -7,10 +7,11 @@ import re
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import DEFAULT_DB_ALIAS, router, transaction
+from django.db import DEFAULT_DB_ALIAS, router
 from django.utils import timezone
 
 from django_pg_resilience.models import WebhookEvent
+from django_pg_resilience.pruning import delete_in_batches
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -54,15 +55,5 @@ class Command(BaseCommand):
         if options["dry_run"]:
             self.stdout.write(f"{queryset.count()} webhook events would be deleted")
             return
-        deleted = 0
-        while True:
-            with transaction.atomic(using=using):
-                ids = list(
-                    queryset.order_by("pk")
-                    .select_for_update(skip_locked=True)
-                    .values_list("pk", flat=True)[: options["batch_size"]]
-                )
-                if not ids:
-                    break
-                deleted += WebhookEvent.objects.using(using).filter(pk__in=ids).delete()[0]
+        deleted = delete_in_batches(queryset, using, options["batch_size"])
         self.stdout.write(f"{deleted} webhook events deleted")

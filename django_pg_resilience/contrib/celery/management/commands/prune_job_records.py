@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import DEFAULT_DB_ALIAS, router, transaction
+from django.db import DEFAULT_DB_ALIAS, router
 from django.utils import timezone
 
 from django_pg_resilience.contrib.celery.models import JobRecord
 from django_pg_resilience.management.commands.prune_webhook_events import parse_age
+from django_pg_resilience.pruning import delete_in_batches
 
 
 class Command(BaseCommand):
@@ -40,15 +41,5 @@ class Command(BaseCommand):
         if options["dry_run"]:
             self.stdout.write(f"{queryset.count()} job records would be deleted")
             return
-        deleted = 0
-        while True:
-            with transaction.atomic(using=using):
-                keys = list(
-                    queryset.order_by("pk")
-                    .select_for_update(skip_locked=True)
-                    .values_list("pk", flat=True)[: options["batch_size"]]
-                )
-                if not keys:
-                    break
-                deleted += JobRecord.objects.using(using).filter(pk__in=keys).delete()[0]
+        deleted = delete_in_batches(queryset, using, options["batch_size"])
         self.stdout.write(f"{deleted} job records deleted")
