@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -17,3 +18,26 @@ def django_db_modify_db_settings(pg_session_endpoint: EndpointProxy) -> Iterator
         HOST=pg_session_endpoint.host, PORT=str(pg_session_endpoint.port)
     )
     yield
+
+
+@pytest.fixture
+def live_url() -> Iterator[str]:
+    """This process's Django, served over HTTP on 127.0.0.1 by a thread."""
+    from tests.live_server import live_server
+
+    with live_server() as url:
+        yield url
+
+
+@pytest.fixture
+def browser_page() -> Iterator[Any]:
+    """A new page in a headless Chromium, closed after the test."""
+    from tests.browser import CHROMIUM, CHROMIUM_FLAGS, require_browser
+
+    api = require_browser()
+    with api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            yield browser.new_page()
+        finally:
+            browser.close()

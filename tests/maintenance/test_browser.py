@@ -2,38 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from pytest_django.fixtures import Settings as SettingsWrapper
 
 from django_pg_resilience import maintenance
-from tests.live_server import live_server
-from tests.middleware.test_browser import CHROMIUM, CHROMIUM_FLAGS, playwright_api
+from tests.browser import SCREENSHOTS, require_browser
 from tests.middleware.views import REAL_CONTENT
 
-SCREENSHOT = Path(__file__).resolve().parents[2] / "out" / "maintenance-503.png"
+SCREENSHOT = SCREENSHOTS / "maintenance-503.png"
 MESSAGE = "We are moving the database to a bigger machine; back by 14:00 UTC."
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-@pytest.fixture
-def live_url() -> Iterator[str]:
-    with live_server() as url:
-        yield url
-
-
-@pytest.fixture
-def browser_page() -> Iterator[Any]:
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        try:
-            yield browser.new_page()
-        finally:
-            browser.close()
+require_browser()
 
 
 def test_browser_sees_the_maintenance_page_then_the_site_when_it_is_off(

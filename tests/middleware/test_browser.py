@@ -3,57 +3,19 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.live_server import live_server
+from tests.browser import SCREENSHOTS, require_browser
 from tests.middleware.conftest import Outage
 from tests.middleware.views import REAL_CONTENT
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-SCREENSHOT = Path(__file__).resolve().parents[2] / "out" / "middleware-503.png"
+SCREENSHOT = SCREENSHOTS / "middleware-503.png"
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-playwright_api = pytest.importorskip(
-    "playwright.sync_api", reason="playwright is not installed (pip install -e .[dev])"
-)
-if not Path(CHROMIUM).exists():
-    pytest.skip(
-        "Debian's chromium is not installed (apt-get install chromium; .ci/bootstrap.py "
-        "installs it when run as root)",
-        allow_module_level=True,
-    )
-
-
-@pytest.fixture
-def live_url() -> Iterator[str]:
-    """This process's Django, served over HTTP on 127.0.0.1 by a thread."""
-    with live_server() as url:
-        yield url
-
-
-@pytest.fixture
-def browser_page() -> Iterator[Any]:
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        try:
-            yield browser.new_page()
-        finally:
-            browser.close()
+require_browser()
 
 
 def test_browser_sees_the_503_page_then_its_retry_lands_on_the_real_page(
