@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["defaults", "recommended"],
         default=None,
         help="put PgBouncer (transaction pooling) between the app and the endpoint, with "
-        "PgBouncer's own failover settings (defaults) or the README's (recommended)",
+        "PgBouncer's own failover settings (defaults) or docs/node-metrics.md's (recommended)",
     )
     parser.add_argument("--plot", type=Path, default=None, help="PNG of the timeline (matplotlib)")
     parser.add_argument(

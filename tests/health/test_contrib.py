@@ -57,16 +57,16 @@ def test_the_rule_file_has_the_prometheus_rule_file_shape() -> None:
             assert rule["labels"]["severity"] in ("warning", "critical")
             assert all(isinstance(v, str) for v in rule["annotations"].values())
             assert (
-                "Runbook: README, Alerts runbook, " + rule["alert"]
+                "Runbook: docs/metrics.md, Alerts runbook, " + rule["alert"]
                 in rule["annotations"]["description"]
             )
             names.add(rule["alert"])
     assert len(names) == len(rules())  # no alert defined twice
 
 
-def test_every_alert_has_a_runbook_paragraph_in_the_readme() -> None:
-    readme = (CONTRIB.parents[1] / "README.md").read_text()
-    runbook = readme[readme.index("### Alerts runbook") :]
+def test_every_alert_has_a_runbook_paragraph_in_the_docs() -> None:
+    page = (CONTRIB.parents[1] / "docs" / "metrics.md").read_text()
+    runbook = page[page.index("## Alerts runbook") :]
     for rule in rules():
         assert f"**`{rule['alert']}`**" in runbook, rule["alert"]
 
