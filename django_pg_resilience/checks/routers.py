@@ -41,7 +41,7 @@ def check_replica_router(app_configs: Any = None, **kwargs: Any) -> list[CheckMe
         return [
             Error(
                 message,
-                hint="See the Read replicas section of the README.",
+                hint="See docs/replicas.md.",
                 id="pg_resilience.E501",
             )
             for message in errors

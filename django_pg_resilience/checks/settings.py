@@ -12,6 +12,6 @@ from django_pg_resilience import conf
 @register()
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     return [
-        Error(message, hint="See the Settings section of the README.", id="pg_resilience.E002")
+        Error(message, hint="See the Settings section of docs/backend.md.", id="pg_resilience.E002")
         for message in conf.settings_errors()
     ]

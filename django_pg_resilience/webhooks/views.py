@@ -124,7 +124,7 @@ class IdempotentWebhookView(View):
     #: With durable_ack: acknowledge (200) while no standby is streaming at all,
     #: instead of answering 503 until the provider has built a new one. Counted
     #: (webhooks_durable_ack_without_standby) and logged once per outage.
-    #: False (strict) by default: see the README's trade-off.
+    #: False (strict) by default: see the trade-off in docs/webhooks.md.
     durable_ack_without_standby: ClassVar[bool] = False
     #: Treat a body already stored for this source (same SHA-256) as a
     #: duplicate, whatever its delivery id: the id of Shopify and GitHub is an

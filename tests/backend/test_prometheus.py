@@ -1,4 +1,4 @@
-"""django-prometheus and our metrics on one backend (the README's recipe), through a failover."""
+"""django-prometheus and our metrics on one backend (the recipe in docs/compatibility.md), through a failover."""
 
 from __future__ import annotations
 

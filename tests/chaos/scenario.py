@@ -35,7 +35,7 @@ from tests.testapp.models import ChaosLedgerEntry, ChaosOrder
 #: io_timeout 3 s; a sender such as Shopify gives up after 5 s).
 HANG_BOUND = 10.0
 
-#: The alias's options: the failover profile the README recommends. io_timeout
+#: The alias's options: the failover profile docs/backend.md recommends. io_timeout
 #: bounds a round trip on a silent (blackholed) path; the rest are the defaults.
 CHAOS_OPTIONS: dict[str, Any] = {
     "connect_timeout": 2,

@@ -187,7 +187,7 @@ def test_database_down_when_the_app_starts(pg_fresh_cluster: LocalCluster) -> No
 @contextlib.contextmanager
 def _pgbouncer(cluster: LocalCluster) -> Iterator[PgBouncer]:
     # Lowered on purpose to fit bound_s: with PgBouncer's defaults (15 s login
-    # retry) the site comes back about 15 s later (README, "PgBouncer in front").
+    # retry) the site comes back about 15 s later (docs/node-metrics.md, "PgBouncer in front").
     with PgBouncer(
         cluster.endpoint, pool_mode="transaction", server_login_retry=1, server_connect_timeout=2
     ) as bouncer:

@@ -1,1 +1,1 @@
-"""The README's recipe: django-prometheus' database metrics on our resilient backend."""
+"""The recipe of docs/compatibility.md: django-prometheus' database metrics on our resilient backend."""
