@@ -1,4 +1,4 @@
-"""django-prometheus and our metrics on one backend (the recipe in docs/compatibility.md), through a failover."""
+"""django-prometheus and our metrics on one backend, through a failover (docs/compatibility.md)."""
 
 from __future__ import annotations
 

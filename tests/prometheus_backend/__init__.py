@@ -1,1 +1,1 @@
-"""The recipe of docs/compatibility.md: django-prometheus' database metrics on our resilient backend."""
+"""django-prometheus' database metrics on our resilient backend (docs/compatibility.md)."""

@@ -1,4 +1,4 @@
-"""``ENGINE = "tests.prometheus_backend"``: the django-prometheus recipe of docs/compatibility.md, verbatim."""
+"""``ENGINE = "tests.prometheus_backend"``: the recipe of docs/compatibility.md, verbatim."""
 
 from __future__ import annotations
 
