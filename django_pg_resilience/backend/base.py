@@ -275,11 +275,12 @@ class ResilientDatabaseWrapperMixin:
         params["autocommit"] = True
 
         def connect(timeout: float) -> psycopg.Connection[Any]:
-            bounded = {
-                **params,
-                "connect_timeout": max(int(min(settings.connect_timeout, timeout)), 2),
-            }
-            return psycopg.Connection.connect(**bounded)
+            # libpq's smallest connect_timeout is 2 s. The check's own queries are
+            # bounded too: the server it asks about may go silent under it.
+            seconds = max(int(min(settings.connect_timeout, timeout)), 2)
+            check = ResilientConnection.connect(**{**params, "connect_timeout": seconds})
+            check.io_timeout = float(seconds)
+            return check
 
         return ConnectionWatch(
             alias=self.alias,

@@ -152,7 +152,10 @@ class LivenessMonitor:
                     return _CheckResult(started, _REPLACED)
                 row = check.execute(_CHECK_SQL, (pids,)).fetchone()
                 own_pid = check.info.backend_pid
-        except psycopg.Error:
+        except psycopg.Error as exc:
+            if check.closed and is_failover(exc):
+                # Connected, then no answer: the endpoint went silent under the check.
+                return _CheckResult(started, "the endpoint stopped answering a fresh connection")
             return _CheckResult(started)
         if row is None or row[0] != own_pid:
             return _CheckResult(started)  # a pooler's PIDs: the server's are not ours to compare
