@@ -334,3 +334,69 @@ def test_after_an_outage_the_pool_is_replaced_so_its_reconnect_backoff_adds_noth
     assert after is not before
     # About one open-circuit probe interval (1 s), not the pool's backoff of seconds.
     assert back_after < 2.5, back_after
+
+
+def test_a_replay_backs_off_between_reconnects(
+    cluster: LocalCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server kills the read each time it is replayed: the replays are spaced out."""
+    from django_pg_resilience.backend import cursor as cursor_module
+
+    slept: list[float] = []
+    real_sleep = time.sleep
+
+    def recording_sleep(seconds: float) -> None:
+        slept.append(seconds)
+        real_sleep(seconds)
+
+    monkeypatch.setattr(cursor_module.time, "sleep", recording_sleep)
+    stop = threading.Event()
+
+    def terminate_the_read() -> None:
+        while not stop.is_set():
+            cluster.primary.query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE query LIKE %s AND pid <> pg_backend_pid()",
+                ("%backoff-1%",),
+            )
+            real_sleep(0.005)
+
+    options = {"resilience": {"deadline": 1.0, "backoff_base": 0.05, "backoff_cap": 0.05}}
+    with item_alias("ours", cluster.primary, OPTIONS=options):
+        Item.objects.using("ours").count()
+        terminator = threading.Thread(target=terminate_the_read)
+        terminator.start()
+        try:
+            with pytest.raises(FailoverError), connections["ours"].cursor() as cursor:
+                cursor.execute("SELECT pg_sleep(0.5) /* backoff-1 */")
+        finally:
+            stop.set()
+            terminator.join()
+    retries = stats.snapshot()["retries"]["ours"]
+    assert retries >= 3
+    # Every failed replay waits the policy's delay before the next reconnect.
+    assert len(slept) == retries - 1
+    assert all(0 <= delay <= 0.05 for delay in slept)
+
+
+def test_inside_a_transaction_a_silent_server_ends_the_wait_and_nothing_is_kept(
+    cluster: LocalCluster,
+) -> None:
+    with item_alias("ours", cluster.endpoint, OPTIONS={"resilience": RESILIENCE}):
+
+        def unit() -> None:
+            with transaction.atomic(using="ours"):
+                Item.objects.using("ours").create(name="half")
+                with connections["ours"].cursor() as cursor:
+                    cursor.execute("SELECT pg_sleep(5) /* atomic-1 */")
+
+        thread, outcome = _run_in_thread(unit, "ours")
+        _wait_until_running(cluster.primary, "atomic-1")
+        cluster.endpoint.blackhole()
+        thread.join(timeout=60)
+        cluster.endpoint.restore()
+        cluster.endpoint.point_to(cluster.primary)
+        assert not thread.is_alive()
+        assert isinstance(outcome["error"], TransactionLostError), outcome
+        assert outcome["elapsed"] < 1.0 + DEADLINE + 2.0 + 1.0, outcome
+        assert Item.objects.using("ours").count() == 0
