@@ -16,6 +16,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -56,7 +57,16 @@ class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
         )
 
 
-_opener = urllib.request.build_opener(_RefuseRedirects)
+def api_opener() -> urllib.request.OpenerDirector:
+    """An opener that refuses redirects, with the system's CAs as they are now.
+
+    Built per call: since Python 3.12 an HTTPS handler makes its TLS context
+    when it is created, so one built at import would miss a CA bundle
+    (``SSL_CERT_FILE``) set afterwards. A round of checks makes two requests.
+    """
+    return urllib.request.build_opener(
+        _RefuseRedirects, urllib.request.HTTPSHandler(context=ssl.create_default_context())
+    )
 
 
 def fetch(
@@ -141,7 +151,7 @@ def _get(base_url: str, path: str, token: str, timeout: float) -> Any:
     request = urllib.request.Request(  # noqa: S310 (scheme checked by check_api_url)
         url, headers={"Authorization": f"Bearer {token}", "Accept": "application/json"}
     )
-    body = fetch(_opener, request, timeout, _API_ERRORS)
+    body = fetch(api_opener(), request, timeout, _API_ERRORS)
     try:
         return json.loads(body)
     except ValueError:

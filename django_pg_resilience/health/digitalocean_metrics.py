@@ -29,8 +29,8 @@ from typing import Any
 
 from django_pg_resilience.health.digitalocean import (
     DigitalOceanError,
-    _opener,
     _RefuseRedirects,
+    api_opener,
     fetch,
 )
 from django_pg_resilience.health.evaluate import Check, _graded
@@ -116,7 +116,7 @@ def _credentials(base_url: str, token: str, timeout: float) -> str:
         headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
     )
     body = fetch(
-        _opener,
+        api_opener(),
         request,
         timeout,
         {
