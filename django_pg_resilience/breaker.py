@@ -61,9 +61,9 @@ class BreakerSettings:
     """The open-circuit side of the breaker (seconds)."""
 
     #: Interval between probes once the circuit is open (jittered by -25 %..0).
-    open_interval: float = 1.0
+    open_interval: float = 0.9
     #: Largest interval between probes once the circuit is open.
-    max_interval: float = 1.0
+    max_interval: float = 0.9
     #: Failed probes in one outage that open the circuit before ``deadline`` (0: off).
     threshold: int = 0
 
