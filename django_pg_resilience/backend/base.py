@@ -139,6 +139,8 @@ class ResilientDatabaseWrapperMixin:
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._ensuring_connection = False
+        # The registry keeps one breaker per alias for the life of the process.
+        self._breaker = breaker_for(self.alias)
         self._resilience: conf.BackendSettings | None = None
         # Set when the connection was lost: the next connect reports a
         # reconnect and reads the server identity (failover detection).
@@ -370,18 +372,22 @@ class ResilientDatabaseWrapperMixin:
         if read_only:
             self._discard_pooled_connections()
 
-    @async_unsafe
     def ensure_connection(self) -> None:
+        # Not @async_unsafe itself: Django's, called below when a connection is
+        # opened, checks; so do cursor() and the other entry points.
         if self._ensuring_connection:
             # Called back through a patched BaseDatabaseWrapper.ensure_connection
             # (Django's test utilities patch it so): Django's own body, no recursion.
             self._open_connection()
             return
+        if self.connection is not None:
+            self._drop_unusable_connection()
+            if self.connection is not None:
+                return  # what Django's ensure_connection does for an open connection
+        if self.in_atomic_block and self.closed_in_transaction:
+            raise self.transaction_lost()
         self._ensuring_connection = True
         try:
-            self._drop_unusable_connection()
-            if self.connection is None and self.in_atomic_block and self.closed_in_transaction:
-                raise self.transaction_lost()
             # Django's, through any patch of it (SimpleTestCase's guard against
             # database access from threads relies on one).
             super().ensure_connection()  # type: ignore[misc]
@@ -411,7 +417,7 @@ class ResilientDatabaseWrapperMixin:
 
     def _predates_outage(self, connection: Any) -> bool:
         """The breaker knows of an outage that began after this connection was opened."""
-        outage_since = breaker_for(self.alias).outage_since
+        outage_since = self._breaker.outage_since
         if outage_since is None:
             return False
         watch = getattr(connection, "watch", None)
@@ -543,19 +549,18 @@ def _found_broken(connection: Any) -> bool:
 
     A server that died (or a proxy that dropped us) while the connection sat
     idle is only noticed by psycopg when a statement is sent, and then the
-    statement's fate is unknown. One non-blocking poll before use (about a
-    microsecond) finds it first, so the statement goes to a new connection.
+    statement's fate is unknown. One non-blocking poll before use (well under
+    a microsecond) finds it first, so the statement goes to a new connection.
     """
     if connection.closed:
         return True
+    found = getattr(connection, "found_closed", None)
+    if found is not None:
+        return bool(found())
     try:
-        fd = connection.pgconn.socket
-        if fd < 1024:  # select() cannot watch higher descriptors (FD_SETSIZE)
-            readable = bool(select.select((fd,), (), (), 0)[0])
-        else:
-            poller = select.poll()
-            poller.register(fd, select.POLLIN)
-            readable = bool(poller.poll(0))
+        poller = select.poll()
+        poller.register(connection.pgconn.socket, select.POLLIN)
+        readable = bool(poller.poll(0))
     except (OSError, ValueError, psycopg.Error):
         return False
     if readable:

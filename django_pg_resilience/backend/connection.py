@@ -20,6 +20,7 @@ connection. One whose server is alive keeps waiting, however long it runs.
 
 from __future__ import annotations
 
+import select
 import time
 from typing import Any, TypeVar
 
@@ -39,33 +40,6 @@ _STEP = 0.25
 #: After the server says the session is idle (it sent the answer), how long the
 #: answer still has to arrive before it counts as lost.
 _IDLE_GRACE = 0.5
-
-
-class _Resumable:
-    """A psycopg wait generator that can be waited on again after a wait timed out.
-
-    psycopg's wait functions start with ``next(gen)``, which would resume the
-    generator with no readiness; this one answers with the state it last
-    asked to wait for, so a new wait picks up where the timed-out one stopped.
-    """
-
-    __slots__ = ("_gen", "_last")
-
-    def __init__(self, gen: Any) -> None:
-        self._gen = gen
-        self._last: Any = None
-
-    def __iter__(self) -> _Resumable:
-        return self
-
-    def __next__(self) -> Any:
-        if self._last is None:
-            self._last = next(self._gen)
-        return self._last
-
-    def send(self, ready: Any) -> Any:
-        self._last = self._gen.send(ready)
-        return self._last
 
 
 class IoTimeout(psycopg.OperationalError):
@@ -89,24 +63,51 @@ class ResilientConnection(psycopg.Connection[Any]):
     io_timeout: float | None = None
     #: Set by the backend when the connection is opened; None: psycopg's plain wait.
     watch: ConnectionWatch | None = None
+    _idle_poller: select.poll | None = None
+
+    def found_closed(self) -> bool:
+        """One non-blocking poll: True when the server closed this idle connection.
+
+        EOF or a reset waiting on the socket is read by libpq, which then marks
+        the connection bad. The poller is registered once per connection.
+        """
+        poller = self._idle_poller
+        try:
+            if poller is None:
+                poller = self._idle_poller = select.poll()
+                poller.register(self.pgconn.socket, select.POLLIN)
+            if not poller.poll(0):
+                return False
+            self.pgconn.consume_input()
+        except (OSError, ValueError, psycopg.Error):
+            pass
+        return self.closed
 
     def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
         watch = self.watch
+        first = watch.liveness_after if watch is not None else 0.0
+        io_timeout = self.io_timeout
+        if io_timeout and (not first or io_timeout < first):
+            first = io_timeout
+        if timeout is not None or not first:
+            return super().wait(gen, interval=interval, timeout=timeout)
+        try:
+            return super().wait(gen, interval=interval, timeout=first)
+        except pg_errors._WaitTimeout:
+            # Only a statement that waited past ``first`` pays for what follows.
+            return self._wait_long(gen, interval, time.monotonic() - first)
+
+    def _wait_long(self, gen: Any, interval: float, started: float) -> Any:
+        # psycopg's generators take a wait that ended on a timeout as a spurious
+        # wake-up (psycopg itself waits again on the same one after Ctrl-C), so
+        # the same generator is simply waited on again.
+        watch = self.watch
         io_timeout = self.io_timeout or 0.0
         liveness_after = watch.liveness_after if watch is not None else 0.0
-        if timeout is not None or not (liveness_after or io_timeout):
-            return super().wait(gen, interval=interval, timeout=timeout)
-        gen = _Resumable(gen)
-        started = time.monotonic()
-        step = min(t for t in (liveness_after, io_timeout) if t)
         pid = self.pgconn.backend_pid
         asked = False
         try:
             while True:
-                try:
-                    return super().wait(gen, interval=interval, timeout=step)
-                except pg_errors._WaitTimeout:
-                    pass
                 waited = time.monotonic() - started
                 if io_timeout and waited >= io_timeout:
                     self._abandon(
@@ -115,25 +116,30 @@ class ResilientConnection(psycopg.Connection[Any]):
                             "the connection was closed"
                         )
                     )
+                if watch is not None and liveness_after and waited >= liveness_after:
+                    asked = True
+                    reason = monitor_for(watch.alias).verdict(pid, watch)
+                    if reason == "idle":
+                        # The server finished; the answer may still be on its way.
+                        try:
+                            return super().wait(gen, interval=interval, timeout=_IDLE_GRACE)
+                        except pg_errors._WaitTimeout:
+                            reason = (
+                                "the server finished the statement but its answer never arrived"
+                            )
+                    if reason is not None:
+                        stats.increment("silent_peer_aborts", watch.alias)
+                        error = PeerUnresponsive(
+                            f"no answer for {time.monotonic() - started:.1f} s and {reason}; "
+                            "the connection was closed"
+                        )
+                        error.suspected_at = started + liveness_after
+                        self._abandon(error)
                 step = _STEP if not io_timeout else max(min(_STEP, io_timeout - waited), 0.001)
-                if watch is None or not liveness_after or waited < liveness_after:
-                    continue
-                asked = True
-                reason = monitor_for(watch.alias).verdict(pid, watch)
-                if reason == "idle":
-                    # The server finished; the answer may still be on its way.
-                    try:
-                        return super().wait(gen, interval=interval, timeout=_IDLE_GRACE)
-                    except pg_errors._WaitTimeout:
-                        reason = "the server finished the statement but its answer never arrived"
-                if reason is not None:
-                    stats.increment("silent_peer_aborts", watch.alias)
-                    error = PeerUnresponsive(
-                        f"no answer for {time.monotonic() - started:.1f} s and {reason}; "
-                        "the connection was closed"
-                    )
-                    error.suspected_at = started + liveness_after
-                    self._abandon(error)
+                try:
+                    return super().wait(gen, interval=interval, timeout=step)
+                except pg_errors._WaitTimeout:
+                    pass
         finally:
             if asked and watch is not None:
                 monitor_for(watch.alias).done(pid)
