@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg import pq
 
 from django_pg_resilience import stats
 from django_pg_resilience.backend.liveness import ConnectionWatch, monitor_for
@@ -104,6 +105,12 @@ class ResilientConnection(psycopg.Connection[Any]):
         watch = self.watch
         io_timeout = self.io_timeout or 0.0
         liveness_after = watch.liveness_after if watch is not None else 0.0
+        if self.pgconn.transaction_status != pq.TransactionStatus.ACTIVE:
+            # No statement is running: waiting for notifications (LISTEN), which
+            # may legitimately take forever and leave the session idle.
+            liveness_after = 0.0
+            if not io_timeout:
+                return super().wait(gen, interval=interval)
         pid = self.pgconn.backend_pid
         asked = False
         try:

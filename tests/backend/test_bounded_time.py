@@ -400,3 +400,24 @@ def test_inside_a_transaction_a_silent_server_ends_the_wait_and_nothing_is_kept(
         assert isinstance(outcome["error"], TransactionLostError), outcome
         assert outcome["elapsed"] < 1.0 + DEADLINE + 2.0 + 1.0, outcome
         assert Item.objects.using("ours").count() == 0
+
+
+def test_waiting_for_notifications_is_not_mistaken_for_a_silent_server(
+    cluster: LocalCluster,
+) -> None:
+    """LISTEN leaves the session idle while it waits, however long: not a lost answer."""
+    with item_alias("ours", cluster.endpoint, OPTIONS={"resilience": RESILIENCE}):
+        wrapper = connections["ours"]
+        wrapper.ensure_connection()
+        raw = wrapper.connection
+        raw.execute("LISTEN orders")
+        sent = threading.Timer(
+            2.5, lambda: cluster.primary.query("SELECT pg_notify('orders', 'placed')")
+        )
+        sent.start()
+        try:
+            received = next(iter(raw.notifies(stop_after=1)))  # no timeout: the wait is ours
+        finally:
+            sent.cancel()
+        assert received.payload == "placed"
+        assert stats.snapshot().get("silent_peer_aborts", {}).get("ours", 0) == 0
