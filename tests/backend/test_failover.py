@@ -127,7 +127,7 @@ def test_a_long_running_worker_loop_survives_a_failover(cluster: LocalCluster) -
     written = threading.Event()
     count = 0
 
-    @atomic_with_retry(using="ours", deadline=15.0)
+    @atomic_with_retry(using="ours", deadline=15.0, idempotent=True)  # update_or_create by name
     def record(n: int) -> None:
         Item.objects.using("ours").update_or_create(name=f"job-{n}", defaults={"quantity": n})
 

@@ -65,7 +65,8 @@ def run_ledger_unit(token: str) -> bool:
     asynchronous replication (the chaos suite saw it happen): the same hole
     durable_ack closes for webhooks.
     """
-    committed_on = atomic_with_retry(record_ledger_entry, using=CHAOS_ALIAS)(token)
+    # get_or_create by token: a second run after a commit of unknown fate changes nothing.
+    committed_on = atomic_with_retry(record_ledger_entry, using=CHAOS_ALIAS, idempotent=True)(token)
     # The wait must be answered by the server that committed: after a failover
     # the backend transparently re-runs these reads on the new primary, whose
     # standby would "confirm" a commit that died with the old one.
