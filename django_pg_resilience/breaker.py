@@ -286,8 +286,14 @@ class CircuitBreaker:
         with self._cond:
             now = self._clock()
             if self.outage_since is None:
-                # The outage began no later than the attempt that found it.
-                self.outage_since = attempt_started if attempt_started is not None else now
+                # The outage began no later than the attempt that found it; when that
+                # was the caller's first attempt, no later than the caller's operation
+                # (its budget), so a caller that spends its whole deadline in the
+                # outage opens the circuit when it gives up.
+                began = attempt_started if attempt_started is not None else now
+                if budget is not None and budget.failures <= 1:
+                    began = min(began, budget.started)
+                self.outage_since = began
             self._failures += 1
             if role == PROBE:
                 self._probing = False
