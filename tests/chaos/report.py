@@ -19,6 +19,7 @@ OUT_DIR = Path(__file__).resolve().parents[2] / "out"
 
 #: Column order of the table: invariant id -> heading.
 INVARIANTS = {
+    "fault_happened": "fault happened",
     "no_http_500": "no 500",
     "errors_are_503": "errors = 503 + Retry-After",
     "no_hang": "no hang",

@@ -27,7 +27,7 @@ from django_pg_resilience.testing.django import database_alias
 from tests.chaos import report
 from tests.chaos.app import CHAOS_ALIAS
 from tests.chaos.report import Check, FaultReport
-from tests.chaos.traffic import Result, Traffic
+from tests.chaos.traffic import AppSignals, Result, Traffic
 from tests.live_server import live_server
 from tests.testapp.models import ChaosLedgerEntry, ChaosOrder
 
@@ -63,6 +63,10 @@ class Fault:
     loss_expected: bool = False
     #: The DATABASES address of the app, when not the cluster's endpoint.
     address: Callable[[LocalCluster], contextlib.AbstractContextManager[ADDRESS]] | None = None
+    #: Signals the app's backend must have sent on CHAOS_ALIAS once the fault began (e.g.
+    #: "failover_detected"): evidence that the fault reached the app, beside what the fault
+    #: steps themselves expect (Traffic.expect).
+    must_see: tuple[str, ...] = ()
     counts: dict[str, Any] = field(default_factory=dict)
 
 
@@ -153,6 +157,22 @@ def evaluate(
     http = [r for r in results if r.kind != "worker"]
     workers = [r for r in results if r.kind == "worker"]
     checks: dict[str, Check] = {}
+
+    # First: did the fault happen at all? A fault that never reached the app passes every
+    # other invariant without proving anything.
+    missing = [f"not seen: {what}" for what, happened in traffic.evidence if not happened]
+    missing += [
+        f"not seen: the app's {name} signal"
+        for name in fault.must_see
+        if traffic.app.count(name, since=t_fault) == 0
+    ]
+    seen = [what for what, happened in traffic.evidence if happened] + [
+        f"{name} x{traffic.app.count(name, since=t_fault)}" for name in fault.must_see
+    ]
+    checks["fault_happened"] = Check(
+        not missing and bool(seen),
+        "; ".join(missing) if missing else "; ".join(seen) or "no evidence asked for",
+    )
 
     five_hundreds = [
         r for r in http if r.status is not None and r.status >= 500 and r.status != 503
@@ -256,8 +276,10 @@ def run_fault(cluster: LocalCluster, fault: Fault) -> FaultReport:
     address_cm = (
         fault.address(cluster) if fault.address else contextlib.nullcontext(cluster.endpoint)
     )
-    with address_cm as address, running_app(address) as url:
-        traffic = Traffic(url, fault.webhook_path, duplicate_ratio=fault.duplicate_ratio).start()
+    with address_cm as address, running_app(address) as url, AppSignals() as app:
+        traffic = Traffic(
+            url, fault.webhook_path, duplicate_ratio=fault.duplicate_ratio, app=app
+        ).start()
         try:
             if fault.warm_up:
                 assert traffic.successes_after(0.0, 10, timeout=30), "no traffic got through"

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import pytest
 
 from django_pg_resilience.testing import LocalCluster, Node, PgBouncer
-from tests.chaos.scenario import Fault, run_fault
+from tests.chaos.scenario import Fault, poll, run_fault
 from tests.chaos.traffic import Traffic
 
 pytestmark = [pytest.mark.chaos, pytest.mark.usefixtures("unblocked_db")]
@@ -52,11 +52,16 @@ def assert_invariants(report_: object) -> None:
     assert not failures, {name: check.cell() for name, check in failures.items()}
 
 
+#: A failover reached the app: its backend noticed the new primary (a new timeline).
+SAW_FAILOVER = ("failover_detected",)
+
+
 def test_crash_then_promote(pg_fresh_cluster: LocalCluster) -> None:
     fault = Fault(
         "crash + promote",
         "primary killed (pg_ctl -m immediate), standby promoted, endpoint moved to it",
         lambda cluster, traffic: failover(cluster),
+        must_see=SAW_FAILOVER,
     )
     assert_invariants(run_fault(pg_fresh_cluster, fault))
 
@@ -67,6 +72,7 @@ def test_fast_shutdown_then_promote(pg_fresh_cluster: LocalCluster) -> None:
         "planned switchover: primary stopped with -m fast (57P01 to every session), "
         "standby promoted, endpoint moved",
         lambda cluster, traffic: failover(cluster, stop_mode="fast"),
+        must_see=SAW_FAILOVER,
     )
     assert_invariants(run_fault(pg_fresh_cluster, fault))
 
@@ -76,8 +82,12 @@ def _blackhole_then_promote(cluster: LocalCluster, traffic: Traffic) -> Node:
     # Hold the blackhole until a request stuck in it has failed by itself
     # (io_timeout, 3 s): a real partition does not close anything.
     moment = time.monotonic()
-    traffic.wait_for(
-        lambda rs: any(not r.ok and r.started > moment for r in rs if r.kind == "webhook"), 8.0
+    traffic.expect(
+        traffic.wait_for(
+            lambda rs: any(not r.ok and r.started > moment for r in rs if r.kind == "webhook"),
+            8.0,
+        ),
+        "a webhook stuck in the blackhole failed by itself",
     )
     old = cluster.primary
     cluster.kill(old)
@@ -96,19 +106,21 @@ def test_blackhole_then_promote(pg_fresh_cluster: LocalCluster) -> None:
         "io_timeout 3 s bounds a stuck round trip",
         _blackhole_then_promote,
         bound_s=15.0,
+        must_see=SAW_FAILOVER,
     )
     report_ = run_fault(pg_fresh_cluster, fault)
     assert_invariants(report_)
 
 
 def _resets_mid_query(cluster: LocalCluster, traffic: Traffic) -> Node:
-    end = time.monotonic() + 3.0
-    resets = 0
+    start = time.monotonic()
+    end = start + 3.0
     while time.monotonic() < end:
         cluster.endpoint.reset_all()
-        resets += 1
         time.sleep(0.1)  # the fault's own rhythm: a reset every 100 ms
-    traffic.resets = resets  # type: ignore[attr-defined]
+    # Connections the app had open were reset, and the app replaced them.
+    replaced = traffic.app.count("reconnected", since=start)
+    traffic.expect(replaced > 0, f"{replaced} connections reset and replaced")
     return cluster.primary
 
 
@@ -127,9 +139,9 @@ def _stale_endpoint_to_old_primary(cluster: LocalCluster, traffic: Traffic) -> N
     # A stale DNS answer / pool: the name points at the demoted node for a while.
     cluster.endpoint.point_to(old)
     moment = time.monotonic()
-    traffic.wait_for(
-        lambda rs: sum(1 for r in rs if r.started > moment and r.kind == "webhook") >= 10, 3.0
-    )
+    # The app must meet the standby: a connection it opened there refused as read-only (25006).
+    met_standby = poll(lambda: traffic.app.count("connection_retry", moment, "25006") > 0, 10)
+    traffic.expect(met_standby, "the app met the old primary as a standby (25006)")
     cluster.endpoint.point_to(new)
     return new
 
@@ -141,6 +153,7 @@ def test_old_primary_back_as_standby(pg_fresh_cluster: LocalCluster) -> None:
         "pointing at it (read-only: 25006) for ~10 webhook requests before it moves",
         _stale_endpoint_to_old_primary,
         bound_s=15.0,
+        must_see=SAW_FAILOVER,
     )
     assert_invariants(run_fault(pg_fresh_cluster, fault))
 
@@ -148,7 +161,15 @@ def test_old_primary_back_as_standby(pg_fresh_cluster: LocalCluster) -> None:
 def _latency_failover(cluster: LocalCluster, traffic: Traffic) -> Node:
     cluster.endpoint.delay(100)  # per direction: 200 ms per round trip
     moment = time.monotonic()
-    traffic.successes_after(moment, 5, timeout=10)
+    traffic.expect(
+        traffic.successes_after(moment, 5, timeout=10), "requests succeeded under the latency"
+    )
+    # Each of them paid at least one delayed round trip: the latency was there.
+    under_latency = [r for r in traffic.snapshot() if r.ok and r.started >= moment]
+    traffic.expect(
+        bool(under_latency) and min(r.elapsed for r in under_latency) >= 0.2,
+        "every success under the latency took a 200 ms round trip or more",
+    )
     new = failover(cluster)
     cluster.endpoint.delay(100)
     return new
@@ -161,13 +182,17 @@ def test_latency_during_failover(pg_fresh_cluster: LocalCluster) -> None:
         "(the latency stays until the end of the traffic)",
         _latency_failover,
         bound_s=15.0,
+        must_see=SAW_FAILOVER,
     )
     assert_invariants(run_fault(pg_fresh_cluster, fault))
 
 
 def _database_comes_up(cluster: LocalCluster, traffic: Traffic) -> Node:
-    # The app has been answering while the database is away: wait for a few 503s.
-    traffic.wait_for(lambda rs: sum(1 for r in rs if r.status == 503) >= 10, 10)
+    # The app has been answering while the database is away: ten 503s first.
+    traffic.expect(
+        traffic.wait_for(lambda rs: sum(1 for r in rs if r.status == 503) >= 10, 10),
+        "ten 503s while the database was down",
+    )
     cluster.endpoint.point_to(cluster.primary)
     return cluster.primary
 
@@ -202,6 +227,7 @@ def test_pgbouncer_transaction_pooling_during_failover(pg_fresh_cluster: LocalCl
         lambda cluster, traffic: failover(cluster),
         address=_pgbouncer,
         bound_s=15.0,
+        must_see=SAW_FAILOVER,
     )
     assert_invariants(run_fault(pg_fresh_cluster, fault))
 
@@ -221,9 +247,12 @@ def _lagging_standby_failover(cluster: LocalCluster, traffic: Traffic) -> Node:
     standby.query("SELECT pg_wal_replay_pause()")
     behind_since = time.monotonic()
     # Deliveries answered while the standby is behind: acknowledged (async ack) or 503 (durable).
-    traffic.wait_for(
-        lambda rs: sum(1 for r in rs if r.kind == "webhook" and r.started > behind_since) >= 10,
-        10,
+    traffic.expect(
+        traffic.wait_for(
+            lambda rs: sum(1 for r in rs if r.kind == "webhook" and r.started > behind_since) >= 10,
+            10,
+        ),
+        "ten deliveries answered while the standby was behind",
     )
     traffic.marks["kill"] = time.monotonic()
     return failover(cluster, standby=standby)
@@ -238,6 +267,7 @@ def test_lagging_standby_with_durable_ack_loses_nothing(pg_fresh_cluster: LocalC
         _lagging_standby_failover,
         duplicate_ratio=0.0,
         bound_s=15.0,
+        must_see=SAW_FAILOVER,
     )
     report_ = run_fault(pg_fresh_cluster, fault)
     assert report_.counts["errors_503"] >= 5  # the withheld acknowledgements
@@ -263,6 +293,7 @@ def test_lagging_standby_without_durable_ack_can_lose_acknowledged_webhooks(
         duplicate_ratio=0.0,
         loss_expected=True,
         bound_s=15.0,
+        must_see=SAW_FAILOVER,
     )
     report_ = run_fault(pg_fresh_cluster, fault)
     assert_invariants(report_)

@@ -17,7 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.db import connections
+from django.dispatch import Signal
 
+from django_pg_resilience import signals
 from django_pg_resilience.errors import is_availability_error
 from django_pg_resilience.testing.webhooks import shopify_request
 from tests.chaos.app import CHAOS_ALIAS, SHOPIFY_SECRET, run_ledger_unit
@@ -92,6 +94,51 @@ def http_call(
     return Result(kind, key, started, time.monotonic(), status, retry_after, outcome)
 
 
+class AppSignals:
+    """What the app's backend reported on CHAOS_ALIAS while the scenario ran (its signals).
+
+    Evidence that a fault reached the app: a failover it detected, a connection it
+    replaced, the SQLSTATE of a connection attempt it retried (25006: a standby).
+    """
+
+    WATCHED: dict[str, Signal] = {
+        "failover_detected": signals.failover_detected,
+        "reconnected": signals.reconnected,
+        "connection_retry": signals.connection_retry,
+    }
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        #: (time.monotonic(), signal name, SQLSTATE or None)
+        self.events: list[tuple[float, str, str | None]] = []
+
+    def __enter__(self) -> AppSignals:
+        for name, signal in self.WATCHED.items():
+            signal.connect(self._receiver(name), weak=False, dispatch_uid=f"chaos-{name}")
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for name, signal in self.WATCHED.items():
+            signal.disconnect(dispatch_uid=f"chaos-{name}")
+
+    def _receiver(self, name: str) -> Callable[..., None]:
+        def receive(sender: object, alias: str | None = None, **kwargs: object) -> None:
+            if alias == CHAOS_ALIAS:
+                sqlstate = kwargs.get("sqlstate")
+                with self._lock:
+                    self.events.append((time.monotonic(), name, sqlstate and str(sqlstate)))
+
+        return receive
+
+    def count(self, name: str, since: float = 0.0, sqlstate: str | None = None) -> int:
+        with self._lock:
+            return sum(
+                1
+                for moment, seen, state in self.events
+                if seen == name and moment >= since and (sqlstate is None or state == sqlstate)
+            )
+
+
 @dataclass
 class Traffic:
     """Threads sending traffic until :meth:`stop`; every request and unit is recorded."""
@@ -107,6 +154,10 @@ class Traffic:
     sent: dict[str, int] = field(default_factory=dict)
     #: Moments (time.monotonic()) a fault marks, e.g. "kill", for the report.
     marks: dict[str, float] = field(default_factory=dict)
+    #: What the app's backend reported while the traffic ran.
+    app: AppSignals = field(default_factory=AppSignals)
+    #: What each fault step expected to see, and whether it did (see :meth:`expect`).
+    evidence: list[tuple[str, bool]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -159,6 +210,13 @@ class Traffic:
         return self.wait_for(
             lambda rs: sum(1 for r in rs if r.ok and r.started >= moment) >= count, timeout
         )
+
+    def expect(self, happened: bool, what: str) -> bool:
+        """Record whether a fault step saw its fault happen (``what``): a fault that did not
+        happen fails the scenario (the "fault happened" check), whatever the invariants say."""
+        with self._lock:
+            self.evidence.append((what, happened))
+        return happened
 
     # --- the loops -------------------------------------------------------
 
