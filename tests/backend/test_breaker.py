@@ -100,11 +100,9 @@ def test_an_old_outage_opens_the_circuit_and_callers_fail_fast_until_a_probe_suc
         assert len(opened) == 1
         attempts = db.attempts
 
-        started = time.perf_counter()
         with pytest.raises(DatabaseUnavailable) as raised:
             breaker.call(db.connect, policy.start(), is_retryable=retryable, settings=settings)
-        assert time.perf_counter() - started < 0.005
-        assert db.attempts == attempts
+        assert db.attempts == attempts  # failed fast: no connect attempted
         assert 0 < raised.value.retry_after <= 0.3
 
         db.up.set()

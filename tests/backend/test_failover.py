@@ -346,10 +346,8 @@ def test_database_down_at_start_opens_the_breaker_and_then_fails_fast(
         assert breaker_for("ours").state == "open"
         attempts = stats.snapshot()["connect_attempts"]["ours"]
 
-        started = time.perf_counter()
         with pytest.raises(DatabaseUnavailable) as raised:
             connections["ours"].ensure_connection()
-        assert time.perf_counter() - started < 0.005
         assert 0 < raised.value.retry_after <= 30
         assert stats.snapshot()["connect_attempts"]["ours"] == attempts  # no network touched
 
