@@ -173,6 +173,19 @@ class EndpointProxy:
     def open_connections(self) -> int:
         return self._call(lambda: sum(1 for c in self._connections if not c.closed))
 
+    @property
+    def delayed_bytes(self) -> int:
+        """Bytes :meth:`delay` holds back right now, both directions, every connection."""
+        return self._call(
+            lambda: sum(
+                len(data)
+                for conn in self._connections
+                for side in (conn.client, conn.upstream)
+                if side is not None
+                for _, data in side.delayed
+            )
+        )
+
     # --- faults ----------------------------------------------------------------
 
     def point_to(self, target: _Target | tuple[str, int] | None) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-import pytest
 from django.db import connections
 
 from django_pg_resilience import stats
@@ -73,7 +72,6 @@ def _pooled_alias(cluster: LocalCluster) -> Iterator[str]:
             connections["pooled"].close_pool()
 
 
-@pytest.mark.skipif(not hasattr(connections["default"], "close_pool"), reason="Django < 5.1")
 def test_pool_mode_reads_and_retried_writes_ride_through_a_failover(
     cluster: LocalCluster,
 ) -> None:

@@ -5,11 +5,30 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Callable
 
 import psycopg
 import pytest
 
 from django_pg_resilience.testing import EndpointProxy, LocalCluster
+from django_pg_resilience.testing import proxy as proxy_module
+
+
+class FrozenClock:
+    """Stands in for the proxy module's ``time``: monotonic() moves only when told."""
+
+    def __init__(self) -> None:
+        self.now = time.monotonic()
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
+        time.sleep(0.01)
 
 
 def connect(endpoint: EndpointProxy, **kwargs: object) -> psycopg.Connection:
@@ -192,8 +211,13 @@ def test_a_crashed_loop_fails_the_next_call_loudly(
         conn.close()
 
 
-def test_lifting_the_delay_keeps_a_stream_in_order() -> None:
+def test_lifting_the_delay_keeps_a_stream_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
     """Data sent after restore() must not overtake data the delay still holds."""
+    # The proxy's clock stands still until the test moves it: "first " is held for as
+    # long as the test needs, however slow the machine, so "second" always arrives
+    # while it is held (the case under test) and is released only with it.
+    clock = FrozenClock()
+    monkeypatch.setattr(proxy_module, "time", clock)
     received = bytearray()
     with socket.create_server(("127.0.0.1", 0)) as server:
         port = server.getsockname()[1]
@@ -212,11 +236,15 @@ def test_lifting_the_delay_keeps_a_stream_in_order() -> None:
         ):
             endpoint.delay(300)
             client.sendall(b"first ")
-            time.sleep(0.05)  # let the proxy take the first chunk under the delay
+            wait_until(lambda: endpoint.delayed_bytes == len(b"first "), "first chunk held")
             endpoint.restore()
             client.sendall(b"second")
-            deadline = time.monotonic() + 10
-            while len(received) < len(b"first second") and time.monotonic() < deadline:
-                time.sleep(0.01)
+            # Queued behind what is still held, not sent ahead of it.
+            wait_until(
+                lambda: endpoint.delayed_bytes == len(b"first second"), "second held behind it"
+            )
+            assert not received
+            clock.now += 1.0  # the loop wakes at least every 300 ms, and releases both
+            wait_until(lambda: len(received) >= len(b"first second"), "both delivered")
         reader.join(10)
     assert bytes(received) == b"first second"

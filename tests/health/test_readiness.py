@@ -83,10 +83,46 @@ def test_broken_settings_make_the_process_unready(settings: Any) -> None:
 
 
 def test_every_enforceable_name_is_a_check_the_health_command_makes() -> None:
-    import inspect
+    """Each name READINESS_ENFORCE accepts names a check the health evaluation really
+    makes (a name no check carries would be enforced as always OK): facts that trigger
+    every check, through the same functions ``manage.py health`` calls."""
+    from django_pg_resilience.health.digitalocean import check_cluster
+    from django_pg_resilience.health.evaluate import Thresholds, evaluate_groups, evaluate_node
+    from django_pg_resilience.health.probe import NodeFacts
+    from django_pg_resilience.health.targets import Target
 
-    from django_pg_resilience.health import digitalocean, evaluate
-
-    source = inspect.getsource(evaluate) + inspect.getsource(digitalocean)
-    for name in readiness.ENFORCEABLE_CHECKS - {readiness.CLUSTER}:
-        assert f'"{name}"' in source, name
+    thresholds = Thresholds.from_settings()
+    primary = Target("db", "db", "alias", "primary", 1, {"host": "a", "port": 5432})
+    primary_facts = NodeFacts(
+        reachable=True,
+        role="primary",
+        connections_used=1,
+        connections_max=100,
+        oldest_transaction_seconds=0.0,
+        standbys=[{"state": "streaming", "application_name": "s", "replay_lag_seconds": 0.0}],
+        slots=[{"slot_name": "gone", "active": False, "wal_status": "lost"}],
+        query_errors=["replication: permission denied"],
+    )
+    standby = Target("replica", "replica", "node", "standby", 1, {"host": "b", "port": 5432})
+    standby_facts = NodeFacts(
+        reachable=True,
+        role="standby",
+        replay_delay_seconds=0.0,
+        replay_paused=True,
+        wal_receiver_status="streaming",
+    )
+    hosts = [
+        Target(f"multi ({host})", "multi", "alias", "primary", 2, {"host": host, "port": 5432})
+        for host in ("c", "d")
+    ]
+    hosts_facts = [NodeFacts(reachable=True, role="primary"), NodeFacts(reachable=True)]
+    checks = [
+        *evaluate_node(primary, primary_facts, thresholds, {"breaker_open": {"db": 1.0}}),
+        *evaluate_node(standby, standby_facts, thresholds),
+        *evaluate_groups(hosts, hosts_facts),
+        *check_cluster(None, base_url="https://api.digitalocean.com", timeout=1)[1],
+    ]
+    made = {check.name for check in checks}
+    assert readiness.ENFORCEABLE_CHECKS - {readiness.CLUSTER} <= made, sorted(
+        readiness.ENFORCEABLE_CHECKS - {readiness.CLUSTER} - made
+    )

@@ -6,11 +6,12 @@ import json
 
 import pytest
 from django.test import Client
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from django_pg_resilience.models import WebhookEvent
 from django_pg_resilience.testing.webhooks import sign_shopify
+from tests.testapp.models import Item
 from tests.webhooks.views import SHOPIFY_SECRET, calls
 
 pytestmark = [pytest.mark.urls("tests.webhooks.urls"), pytest.mark.django_db]
@@ -45,6 +46,9 @@ bodies = st.one_of(
 def deliveries(draw: st.DrawFn) -> tuple[bytes, dict[str, str], bool]:
     body = draw(bodies)
     headers = draw(st.dictionaries(st.sampled_from(HEADER_NAMES), header_values))
+    if draw(st.booleans()):
+        # A well-formed key, often one an earlier example used: processed, then duplicates.
+        headers["X-Shopify-Webhook-Id"] = draw(st.sampled_from(["order-1", "order-2", "order-3"]))
     signature = draw(st.sampled_from(["valid", "wrong-secret", "garbage", "missing"]))
     if signature == "valid":
         headers["X-Shopify-Hmac-Sha256"] = sign_shopify(body, SHOPIFY_SECRET)
@@ -55,28 +59,54 @@ def deliveries(draw: st.DrawFn) -> tuple[bytes, dict[str, str], bool]:
     return body, headers, signature == "valid"
 
 
+#: A delivery every part of which is valid: the first time processed, then a duplicate.
+VALID_BODY = b'{"id": 1}'
+VALID = (
+    VALID_BODY,
+    {
+        "X-Shopify-Topic": "orders/create",
+        "X-Shopify-Webhook-Id": "order-example",
+        "X-Shopify-Hmac-Sha256": sign_shopify(VALID_BODY, SHOPIFY_SECRET),
+    },
+    True,
+)
+
+
 @settings(
     max_examples=200,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(delivery=deliveries())
+@example(delivery=VALID)
+@example(delivery=VALID)
 def test_never_500_and_never_a_row_without_a_valid_signature(
     client: Client, delivery: tuple[bytes, dict[str, str], bool]
 ) -> None:
     body, headers, signed = delivery
+    # The database and `calls` live for the whole test, across Hypothesis's examples:
+    # compare with this example's own starting point.
     before = WebhookEvent.objects.count()
+    handled_before = len(calls.keys)
     response = client.post(
         "/shopify/orders", data=body, content_type="application/json", headers=headers
     )
     after = WebhookEvent.objects.count()
+    handled = calls.keys[handled_before:]
 
     assert response.status_code in (200, 400, 401, 413), response.content
-    assert "error" in json.loads(response.content) or response.status_code == 200
+    answer = json.loads(response.content)
+    assert "error" in answer or response.status_code == 200
     if not signed:
         assert response.status_code == 401
-        assert after == before
     if response.status_code != 200:
-        assert after == before
+        assert after == before and not handled
+    elif answer["status"] == "processed":
+        # A signed delivery of a new key: stored once, handled once, its effect committed.
+        assert signed and after == before + 1 and len(handled) == 1
+        assert WebhookEvent.objects.filter(key=handled[0]).count() == 1
+        assert Item.objects.filter(name__endswith=f":{handled[0]}").count() == 1
     else:
-        assert calls.keys  # a 200 for a new key ran handle()
+        # A key already stored by an earlier example: nothing new.
+        assert answer["status"] == "duplicate", answer
+        assert signed and after == before and not handled
