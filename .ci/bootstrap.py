@@ -75,7 +75,10 @@ def ensure_system_packages(packages: tuple[str, ...]) -> None:
                 f"    sudo apt-get update && sudo apt-get install -y {wanted}\n"
                 "or set PG_BINDIR to the directory that holds initdb and pg_ctl."
             )
-        _say(f"{' and '.join(missing)} missing; the tests that need them are skipped ({wanted})")
+        _say(
+            f"{' and '.join(missing)} missing; the tests that need them are skipped, and under "
+            f"CI=true each skip fails the run ({wanted})"
+        )
         return
     _say(f"installing {wanted} with apt-get")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}

@@ -11,6 +11,12 @@ from django.conf import settings
 from django_pg_resilience.testing import EndpointProxy
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Every skip listed at the end, and a failure under CI (tests/skip_policy.py).
+    if not config.pluginmanager.has_plugin("tests.skip_policy"):
+        config.pluginmanager.import_plugin("tests.skip_policy")
+
+
 @pytest.fixture(scope="session")
 def django_db_modify_db_settings(pg_session_endpoint: EndpointProxy) -> Iterator[None]:
     """pytest-django calls this before creating the test database."""

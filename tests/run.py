@@ -3,6 +3,10 @@
 Bootstraps itself (a .venv with the package and its dev extras, PostgreSQL
 through apt-get when missing and root), then runs pytest. Every test that
 needs PostgreSQL starts its own servers from django_pg_resilience.testing.
+
+The run ends with what was skipped and why ("skipped, and why"); with CI=true
+each skip (a component missing from the machine) fails the run
+(tests/skip_policy.py).
 """
 
 from __future__ import annotations
