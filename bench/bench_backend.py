@@ -94,11 +94,9 @@ def _create_table(alias: str) -> None:
 
 def _reset_state() -> None:
     from django_pg_resilience import stats
-    from django_pg_resilience.backend import identity
-    from django_pg_resilience.breaker import reset_breakers
+    from django_pg_resilience.backend.alias import reset as reset_alias_states
 
-    reset_breakers()
-    identity.forget()
+    reset_alias_states()
     stats.reset()
 
 

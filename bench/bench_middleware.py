@@ -195,10 +195,10 @@ def wait_until_served(client: Any, path: str, timeout: float = 30.0) -> None:
 
 def breaker_state(alias: str) -> str:
     try:
-        from django_pg_resilience.breaker import breaker_for
+        from django_pg_resilience.backend.alias import alias_state
     except ImportError:
         return "no breaker in this backend"
-    return str(breaker_for(alias).state)
+    return str(alias_state(alias).breaker.state)
 
 
 def _without_middleware(count: int, budget: float) -> dict[str, Any]:
