@@ -130,7 +130,7 @@ class _Workers:
     def _run(self) -> None:
         from django.db import connections
 
-        from django_pg_resilience.breaker import breaker_for
+        from django_pg_resilience.backend.alias import alias_state
         from tests.testapp.models import Item
 
         def in_flight() -> None:
@@ -148,7 +148,7 @@ class _Workers:
             with self.lock:
                 self.in_flight.append({"started": started, "ended": ended, "outcome": outcome})
             self.later.wait()
-            breaker = breaker_for(self.alias)
+            breaker = alias_state(self.alias).breaker
             while not self.stop.is_set():
                 state = breaker.state
                 started, ended, outcome = self._call(read)
@@ -445,7 +445,7 @@ def bench_pool_burst(cluster: Any, threads: int, hold: float) -> dict[str, Any]:
     from django.db import connections
 
     from django_pg_resilience import stats
-    from django_pg_resilience.breaker import breaker_for
+    from django_pg_resilience.backend.alias import alias_state
     from django_pg_resilience.testing import reset_process_state
     from django_pg_resilience.testing.django import database_alias
     from tests.testapp.models import Item
@@ -487,7 +487,7 @@ def bench_pool_burst(cluster: Any, threads: int, hold: float) -> dict[str, Any]:
             outcomes.append(_outcome(error))
 
     def watch_breaker() -> None:
-        breaker = breaker_for(alias)
+        breaker = alias_state(alias).breaker
         while not watching.is_set():
             states_seen.add(breaker.state)
             time.sleep(0.001)
@@ -507,7 +507,7 @@ def bench_pool_burst(cluster: Any, threads: int, hold: float) -> dict[str, Any]:
         after_latencies, after_outcomes = plain_reads(5)
         watching.set()
         watcher.join(5)
-        states_seen.add(breaker_for(alias).state)
+        states_seen.add(alias_state(alias).breaker.state)
         connections[alias].close_pool()  # type: ignore[attr-defined]
     counted = Counter(outcomes)
     return {

@@ -195,10 +195,20 @@ def wait_until_served(client: Any, path: str, timeout: float = 30.0) -> None:
 
 def breaker_state(alias: str) -> str:
     try:
-        from django_pg_resilience.breaker import breaker_for
+        from django_pg_resilience.backend.alias import alias_state
     except ImportError:
         return "no breaker in this backend"
-    return str(breaker_for(alias).state)
+    return str(alias_state(alias).breaker.state)
+
+
+def background_probes(alias: str) -> int:
+    """Probes the open circuit's prober thread has made (0 without one)."""
+    try:
+        from django_pg_resilience.backend.alias import alias_state
+    except ImportError:
+        return 0
+    prober = alias_state(alias).prober
+    return 0 if prober is None else prober.probes
 
 
 def _without_middleware(count: int, budget: float) -> dict[str, Any]:
@@ -218,11 +228,15 @@ def run_outage(
         endpoint.blackhole()
     try:
         warm = warm_up(client, "/resilient/", timeout=30.0)
+        probes_before = background_probes("default")
+        measured = measure(client, "/resilient/", count, budget)
         result: dict[str, Any] = {
             "resilient": {
                 "warm_up": warm,
                 "breaker": breaker_state("default"),
-                **measure(client, "/resilient/", count, budget),
+                # Probes made meanwhile, off the request path: requests coincided with them.
+                "background_probes_during": background_probes("default") - probes_before,
+                **measured,
             },
             "stock": measure(client, "/stock/", stock_count, budget),
             "stock_without_middleware": _without_middleware(stock_count // 2, budget),
@@ -292,7 +306,8 @@ def report(results: dict[str, Any]) -> None:
         resilient = outage["resilient"]
         print(
             f"{kind}: warm-up {resilient['warm_up']['requests']} requests in "
-            f"{resilient['warm_up']['seconds']} s; breaker {resilient['breaker']}"
+            f"{resilient['warm_up']['seconds']} s; breaker {resilient['breaker']}; "
+            f"{resilient.get('background_probes_during', 0)} background probes meanwhile"
         )
         line("django-pg-resilience backend", resilient)
         line("stock postgresql backend", outage["stock"])

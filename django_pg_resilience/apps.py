@@ -12,7 +12,11 @@ class PgResilienceConfig(AppConfig):
     def ready(self) -> None:
         # Importing registers the system checks and the setting_changed receiver.
         from django_pg_resilience import checks, conf  # noqa: F401
+        from django_pg_resilience.health import metrics
         from django_pg_resilience.middleware import note_availability_error
+
+        # The cluster gauges and counters are on /metrics before the first scrape.
+        metrics.install()
 
         # Once per process: the middleware reads what the receiver notes.
         got_request_exception.connect(

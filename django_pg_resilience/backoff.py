@@ -62,19 +62,25 @@ class RetryPolicy:
         return self.random() * step if self.jitter else step
 
     def start(self) -> RetryBudget:
-        """Begin one operation now: its attempts and its deadline."""
-        return RetryBudget(self, self.clock())
+        """Begin one operation that connects now: its attempts and its deadline."""
+        now = self.clock()
+        return RetryBudget(self, now, recovering_since=now)
 
 
 class RetryBudget:
     """The attempts and time left to one operation (not thread-safe: one per caller)."""
 
-    def __init__(self, policy: RetryPolicy, started: float) -> None:
+    def __init__(
+        self, policy: RetryPolicy, started: float, *, recovering_since: float | None = None
+    ) -> None:
         self.policy = policy
         self.started = started
         self.deadline_at = started + policy.deadline
         #: Attempts that failed so far.
         self.failures = 0
+        #: When the operation began to connect or reconnect (monotonic), or None while
+        #: it has not: the circuit breaker dates an outage the operation finds from here.
+        self.recovering_since = recovering_since
 
     @property
     def elapsed(self) -> float:

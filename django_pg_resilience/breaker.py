@@ -14,12 +14,13 @@ Three states:
   probes failed). Callers fail in microseconds with
   :class:`~django_pg_resilience.errors.DatabaseUnavailable`, whose
   ``retry_after`` is the time to the next probe, without touching the network.
-  Probing goes on, driven by callers arriving (no thread of its own): the first
-  caller after ``retry_after`` makes one attempt, about once per
-  ``breaker_open_interval`` (jittered, growing to at most
-  ``breaker_max_interval``), so the site is back within about a second of the
-  database, however long the outage lasted. A successful probe closes the
-  circuit.
+  Probing goes on about once per ``breaker_open_interval`` (jittered, growing to
+  at most ``breaker_max_interval``), so the site is back within about a second of
+  the database, however long the outage lasted. Where the alias has a
+  background prober (:mod:`django_pg_resilience.backend.prober`, the backend's
+  default) it makes every probe, off the request path: no caller ever waits for
+  one. Without one, the first caller after ``retry_after`` makes the attempt. A
+  successful probe closes the circuit.
 
 Logging and signals never run under the breaker's lock: a slow log handler
 (Sentry, SMTP) must not stall every thread of the alias. An outage logs one
@@ -40,7 +41,7 @@ from django_pg_resilience import signals, stats
 from django_pg_resilience.backoff import RetryBudget
 from django_pg_resilience.errors import DatabaseUnavailable, sqlstate_of
 
-__all__ = ["BreakerSettings", "CircuitBreaker", "breaker_for", "reset_breakers"]
+__all__ = ["DIRECT", "PROBE", "BreakerSettings", "CircuitBreaker"]
 
 logger = logging.getLogger("django_pg_resilience")
 
@@ -48,6 +49,9 @@ T = TypeVar("T")
 
 #: The smallest ``retry_after`` given to callers: "now" is not a useful answer.
 _MIN_RETRY_AFTER = 0.001
+#: How late (seconds) the background prober's probe may be before a refused
+#: caller asks for the prober again (a prober thread that died, or a fork).
+_PROBER_GRACE = 0.5
 
 #: Roles of a caller let through: straight to the database, or as the one probe.
 DIRECT = "direct"
@@ -66,19 +70,36 @@ class BreakerSettings:
     max_interval: float = 0.9
     #: Failed probes in one outage that open the circuit before ``deadline`` (0: off).
     threshold: int = 0
+    #: Seconds of a held outage during which probes follow the caller's backoff (fast:
+    #: a blip's end is noticed within milliseconds).
+    young_outage: float = 1.0
+    #: Past ``young_outage``, probes of a held outage are at least half this apart
+    #: (jittered up to it): a process's outage load stays under 2 / interval attempts/s.
+    holding_interval: float = 0.25
 
 
 class CircuitBreaker:
-    """The breaker of one alias in this process. Thread-safe."""
+    """The breaker of one alias in this process. Thread-safe.
+
+    An alias's breaker is built once, with the alias's settings, by its
+    :class:`~django_pg_resilience.backend.alias.AliasState`; a breaker of its
+    own (a unit test, a simulation) takes ``settings`` and may inject the clock
+    and the random source.
+    """
 
     def __init__(
         self,
         alias: str,
+        settings: BreakerSettings | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
         rand: Callable[[], float] = random.random,
     ) -> None:
         self.alias = alias
+        self.settings = settings or BreakerSettings()
+        #: Called (outside the lock) each time the circuit opens or a refused caller
+        #: finds a probe overdue: starts the background prober. None: callers probe.
+        self.background_probe: Callable[[], object] | None = None
         self._clock = clock
         self._random = rand
         self._cond = threading.Condition(threading.Lock())
@@ -130,33 +151,36 @@ class CircuitBreaker:
         budget: RetryBudget,
         *,
         is_retryable: Callable[[BaseException], bool],
-        settings: BreakerSettings | None = None,
+        answered: Callable[[BaseException], bool] | None = None,
     ) -> T:
         """Run ``attempt(timeout)`` through the breaker and return its result.
 
         ``budget`` is the caller's operation budget (shared with the layers
         above: replay, pool checkout), and ``timeout`` the seconds left in it.
         An error for which ``is_retryable`` is False is raised at once (a bad
-        password does not get better). When the budget runs out, or the
-        circuit is open, :class:`DatabaseUnavailable` is raised from the last
-        error.
+        password does not get better); if ``answered`` says the server sent it
+        (a full server, a refused login), a probe that met it ends the outage.
+        When the budget runs out, or the circuit is open,
+        :class:`DatabaseUnavailable` is raised from the last error.
         """
-        settings = settings or BreakerSettings()
         first_probe = self._probes
         last_error: BaseException | None = None
         while True:
-            role = self.admit(budget, settings, first_probe=first_probe, last_error=last_error)
+            role = self.admit(budget, first_probe=first_probe, last_error=last_error)
             attempt_started = self._clock()
             try:
                 result = attempt(budget.remaining)
             except BaseException as exc:
                 if not is_retryable(exc):
-                    self.end_probe(role)
+                    if role == PROBE and answered is not None and answered(exc):
+                        self.record_success(role)
+                    else:
+                        self.end_probe(role)
                     raise
                 stats.increment("connect_failures", self.alias)
                 last_error = exc
                 budget.failures += 1
-                self.record_failure(role, exc, budget, settings, attempt_started)
+                self.record_failure(role, exc, budget, attempt_started)
                 continue
             self.record_success(role)
             return result
@@ -164,7 +188,6 @@ class CircuitBreaker:
     def admit(
         self,
         budget: RetryBudget,
-        settings: BreakerSettings,
         *,
         first_probe: int | None = None,
         last_error: BaseException | None = None,
@@ -188,15 +211,18 @@ class CircuitBreaker:
                     if self.outage_since is None and not self._probing:
                         return DIRECT
                     if self._open:
+                        if self.background_probe is not None:
+                            # Never a caller: the prober probes (off the request path).
+                            if not self._probing and now >= self._next_probe_at + _PROBER_GRACE:
+                                events.append(self.background_probe)  # overdue: is it running?
+                            raise self._refuse_locked(now, last_error, events)
                         if self._probing or now < self._next_probe_at:
                             raise self._refuse_locked(now, last_error, events)
                         self._probing = True
                         return PROBE
                     attempts_seen = max(self._probes - first_probe, budget.failures)
                     if now >= deadline_at or attempts_seen >= max(policy.max_attempts, 1):
-                        raise self._give_up_locked(
-                            now, budget, settings, attempts_seen, last_error, events
-                        )
+                        raise self._give_up_locked(now, budget, attempts_seen, last_error, events)
                     if not self._probing and now >= self._next_probe_at:
                         self._probing = True
                         return PROBE
@@ -211,14 +237,13 @@ class CircuitBreaker:
         self,
         now: float,
         budget: RetryBudget,
-        settings: BreakerSettings,
         attempts: int,
         error: BaseException | None,
         events: list[_Event],
     ) -> DatabaseUnavailable:
         outage = now - (self.outage_since or now)
         if outage >= budget.policy.deadline and not self._open:
-            self._open_locked(now, settings, "deadline", events)
+            self._open_locked(now, "deadline", events)
         elapsed = now - budget.started
         stats.increment("retries_exhausted", self.alias)
         events.append(
@@ -264,6 +289,27 @@ class CircuitBreaker:
         _emit(events)
         return exc
 
+    def try_probe(self) -> bool:
+        """Claim the open circuit's next probe if it is due (the background prober's door).
+
+        Non-blocking: True when the caller now holds the probe (and must end it
+        with :meth:`record_success`, :meth:`record_failure` or :meth:`end_probe`
+        with role :data:`PROBE`); False when the circuit is not open, a probe is
+        running, or it is not yet time.
+        """
+        with self._cond:
+            if not self._open or self._probing or self._clock() < self._next_probe_at:
+                return False
+            self._probing = True
+            return True
+
+    def seconds_to_next_probe(self) -> float | None:
+        """Seconds until the open circuit's next probe is due; None when it is not open."""
+        with self._cond:
+            if not self._open:
+                return None
+            return max(self._next_probe_at - self._clock(), 0.0)
+
     def end_probe(self, role: str) -> None:
         """The probe ended without telling anything about the database (a configuration error)."""
         if role == PROBE:
@@ -277,10 +323,15 @@ class CircuitBreaker:
         role: str,
         exc: BaseException,
         budget: RetryBudget | None,
-        settings: BreakerSettings,
         attempt_started: float | None = None,
     ) -> None:
-        """A connection attempt failed (made by a caller, a probe, or the pool's own thread)."""
+        """A connection attempt failed (made by a caller, a probe, or a thread of the pool's).
+
+        The outage's thresholds are the breaker's own settings; ``budget`` (None
+        for an attempt on no caller's behalf) brings the caller's deadline and
+        backoff, and dates the outage from when the caller began to connect.
+        """
+        settings = self.settings
         events: list[_Event] = []
         policy = budget.policy if budget is not None else None
         with self._cond:
@@ -292,7 +343,7 @@ class CircuitBreaker:
                 # outage opens the circuit when it gives up.
                 began = attempt_started if attempt_started is not None else now
                 if budget is not None and budget.failures <= 1:
-                    began = min(began, budget.started)
+                    began = min(began, budget.recovering_since or began)
                 self.outage_since = began
             self._failures += 1
             if role == PROBE:
@@ -300,10 +351,13 @@ class CircuitBreaker:
                 self._probes += 1
             if self._open:
                 self._open_probes += 1
-                delay = self._open_interval(settings)
+                delay = self._open_interval()
                 self._next_probe_at = now + delay
             else:
                 delay = policy.delay(self._failures) if policy is not None else 0.0
+                if settings.holding_interval and now - self.outage_since >= settings.young_outage:
+                    floor = settings.holding_interval * (0.5 + 0.5 * self._random())
+                    delay = max(delay, floor)
                 if role == PROBE or self._next_probe_at < now:
                     self._next_probe_at = now + delay
                 outage = now - self.outage_since
@@ -311,22 +365,34 @@ class CircuitBreaker:
                 if outage >= deadline or (
                     settings.threshold and self._failures >= settings.threshold
                 ):
-                    delay = self._open_locked(now, settings, "outage", events)
+                    delay = self._open_locked(now, "outage", events)
             self._cond.notify_all()
             outage_so_far = now - (self.outage_since or now)
         attempt_no = budget.failures if budget is not None else self._failures
         max_attempts = policy.max_attempts if policy is not None else 0
         sqlstate = sqlstate_of(exc)
-        logger.warning(
-            "Connection attempt %d to database %r failed (SQLSTATE %s, %s); "
-            "%.2f s into the outage, next attempt in %.2f s.",
-            attempt_no,
-            self.alias,
-            sqlstate or "-",
-            type(exc).__name__,
-            outage_so_far,
-            delay,
-        )
+        if budget is not None and budget.exhausted:
+            # This caller makes no further attempt: "next attempt in" would be untrue.
+            logger.warning(
+                "Connection attempt %d to database %r failed (SQLSTATE %s, %s); "
+                "%.2f s into the outage; no attempt left for this caller.",
+                attempt_no,
+                self.alias,
+                sqlstate or "-",
+                type(exc).__name__,
+                outage_so_far,
+            )
+        else:
+            logger.warning(
+                "Connection attempt %d to database %r failed (SQLSTATE %s, %s); "
+                "%.2f s into the outage, next attempt in %.2f s.",
+                attempt_no,
+                self.alias,
+                sqlstate or "-",
+                type(exc).__name__,
+                outage_so_far,
+                delay,
+            )
         events.append(
             lambda: signals.connection_retry.send(
                 sender=CircuitBreaker,
@@ -340,7 +406,8 @@ class CircuitBreaker:
         )
         _emit(events)
 
-    def _open_interval(self, settings: BreakerSettings) -> float:
+    def _open_interval(self) -> float:
+        settings = self.settings
         growth = 2 ** min(self._open_probes, 30)
         step = max(
             min(settings.max_interval, settings.open_interval * growth), settings.open_interval
@@ -349,12 +416,10 @@ class CircuitBreaker:
         # and the probe never comes later than the promised interval.
         return step * (0.75 + 0.25 * self._random())
 
-    def _open_locked(
-        self, now: float, settings: BreakerSettings, reason: str, events: list[_Event]
-    ) -> float:
+    def _open_locked(self, now: float, reason: str, events: list[_Event]) -> float:
         self._open = True
         self._open_probes = 0
-        interval = self._open_interval(settings)
+        interval = self._open_interval()
         self._next_probe_at = now + interval
         stats.increment("breaker_opened", self.alias)
         stats.set_gauge("breaker_open", self.alias, 1)
@@ -371,6 +436,8 @@ class CircuitBreaker:
                 sender=CircuitBreaker, alias=self.alias, retry_after=interval
             )
         )
+        if self.background_probe is not None:
+            events.append(self.background_probe)
         return interval
 
     def record_success(self, role: str) -> bool:
@@ -406,24 +473,3 @@ class CircuitBreaker:
 def _emit(events: list[_Event]) -> None:
     for event in events:
         event()
-
-
-_registry: dict[str, CircuitBreaker] = {}
-_registry_lock = threading.Lock()
-
-
-def breaker_for(alias: str) -> CircuitBreaker:
-    """The breaker of ``alias`` in this process (created on first use)."""
-    breaker = _registry.get(alias)
-    if breaker is None:
-        with _registry_lock:
-            breaker = _registry.setdefault(alias, CircuitBreaker(alias))
-    return breaker
-
-
-def reset_breakers() -> None:
-    """Close every breaker of this process (for tests)."""
-    with _registry_lock:
-        breakers = list(_registry.values())
-    for breaker in breakers:
-        breaker.reset()

@@ -81,6 +81,24 @@ class BackendSettings:
     #: Largest interval between probes while the breaker is open (the interval
     #: doubles from ``breaker_open_interval`` up to this).
     breaker_max_interval: float = 0.9
+    #: Seconds of an outage during which the breaker probes at the backoff's pace
+    #: (``backoff_cap``): the end of a blip is noticed within milliseconds.
+    breaker_fast_probe_window: float = 1.0
+    #: Past that window, probes of an outage still held are between half this and
+    #: this apart (jittered): at most 2 / interval attempts per second per process
+    #: (8/s by default) while callers wait. 0: the backoff's pace throughout.
+    breaker_holding_interval: float = 0.25
+    #: Connection attempts one process makes to the alias at a time, across its
+    #: threads (the others wait for a slot within their deadline). After a
+    #: failover every process reconnects in the same second: this bounds a
+    #: fleet's storm to processes * this. 0: no bound.
+    connect_concurrency: int = 2
+    #: A full database (53300 "too many clients", PgBouncer's limits, a pool's
+    #: queue) is busy, not down: callers retry after a full-jitter backoff from
+    #: this base (seconds), doubling up to ``busy_backoff_cap``, within their
+    #: deadline; the circuit breaker never opens for it.
+    busy_backoff_base: float = 0.1
+    busy_backoff_cap: float = 1.0
     #: libpq options the backend sets unless OPTIONS already has them.
     connect_timeout: int = 2
     keepalives_idle: int = 5
@@ -128,6 +146,19 @@ class BackendSettings:
             open_interval=self.breaker_open_interval,
             max_interval=max(self.breaker_max_interval, self.breaker_open_interval),
             threshold=self.breaker_threshold,
+            young_outage=self.breaker_fast_probe_window,
+            holding_interval=self.breaker_holding_interval,
+        )
+
+    @functools.cached_property
+    def busy_policy(self) -> RetryPolicy:
+        """The backoff of a caller that met a full database (built once per settings)."""
+        return RetryPolicy(
+            deadline=self.deadline,
+            max_attempts=0,
+            base=self.busy_backoff_base,
+            cap=max(self.busy_backoff_cap, self.busy_backoff_base),
+            jitter=True,
         )
 
 

@@ -13,8 +13,11 @@ from typing import TypeVar
 
 from django.db import OperationalError, ProgrammingError
 
+from django_pg_resilience.server_messages import PGBOUNCER_BUSY_PHRASES, SERVER_BUSY_PHRASES
+
 __all__ = [
     "CommitUnknownError",
+    "DatabaseBusy",
     "DatabaseUnavailable",
     "ErrorKind",
     "FailoverError",
@@ -24,6 +27,7 @@ __all__ = [
     "classify",
     "failover_error",
     "is_availability_error",
+    "is_busy",
     "is_failover",
     "sqlstate_of",
 ]
@@ -86,6 +90,21 @@ class DatabaseUnavailable(OperationalError):
         self.retry_after = retry_after
 
 
+class DatabaseBusy(OperationalError):
+    """The database (or the pooler in front of it) was full for longer than the caller's deadline.
+
+    Load, not an outage: the server answered "too many clients" (53300), PgBouncer
+    refused or queued the client past its limits, or the connection pool had no
+    connection free. It never opens the circuit breaker. ``retry_after`` is a short
+    delay (seconds) for ``Retry-After``: a full database frees slots within moments.
+    """
+
+    def __init__(self, message: str, *, alias: str = "default", retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.alias = alias
+        self.retry_after = retry_after
+
+
 class NestedRetryError(RuntimeError):
     """``atomic_with_retry`` was called inside an outer atomic block.
 
@@ -103,7 +122,8 @@ class ErrorKind(enum.Enum):
     READ_ONLY = "read_only"
     #: 40001 / 40P01: the transaction may be re-run as a whole.
     TRANSACTION_CONFLICT = "transaction_conflict"
-    #: The connection pool had no connection free in time: load, not an outage.
+    #: The database or its pooler is full (53300, PgBouncer's limits, a pool with no
+    #: connection free in time, or too many waiting): load, not an outage.
     BUSY = "busy"
     #: Bad password, unknown database, bad options: retrying cannot help.
     CONFIGURATION = "configuration"
@@ -112,6 +132,7 @@ class ErrorKind(enum.Enum):
 
 
 _CONNECTION_SQLSTATES = frozenset({"57P01", "57P02", "57P03"})
+_BUSY_SQLSTATE = "53300"
 _CONFIGURATION_SQLSTATES = frozenset({"28P01", "28000", "3D000", "42704"})
 _CONFLICT_SQLSTATES = frozenset({"40001", "40P01"})
 
@@ -133,6 +154,8 @@ _CONFIGURATION_MESSAGES = (
     "does not match host name",
 )
 
+
+_BUSY_PHRASES = (*SERVER_BUSY_PHRASES, *PGBOUNCER_BUSY_PHRASES)
 
 #: How far :func:`causes` follows ``__cause__`` / ``__context__``: Django wraps a
 #: driver error once or twice; a longer chain is a loop or not about the database.
@@ -176,6 +199,8 @@ def classify(exc: BaseException) -> ErrorKind:
     """Say what ``exc`` means: see :class:`ErrorKind`."""
     if isinstance(exc, FailoverError | DatabaseUnavailable):
         return ErrorKind.CONNECTION
+    if _is_busy(exc):
+        return ErrorKind.BUSY
     driver = _driver_error(exc)
     state = sqlstate_of(driver)
     if state is not None:
@@ -191,16 +216,36 @@ def classify(exc: BaseException) -> ErrorKind:
     return _classify_without_sqlstate(exc, driver)
 
 
+def _is_busy(exc: BaseException) -> bool:
+    """The server, PgBouncer or the pool said "full" (see :mod:`.server_messages`)."""
+    import psycopg
+    from psycopg_pool import PoolTimeout, TooManyRequests
+
+    for error in causes(exc):
+        if isinstance(error, DatabaseBusy | PoolTimeout | TooManyRequests):
+            return True
+        if not isinstance(error, psycopg.Error):
+            continue
+        state = getattr(error, "sqlstate", None)
+        if state == _BUSY_SQLSTATE:
+            return True
+        # At connect time there is no SQLSTATE (libpq keeps none), and PgBouncer's
+        # limits come as 08P01, a connection-class code: the words tell.
+        if state in (None, "08P01") and isinstance(error, psycopg.OperationalError):
+            message = str(error).lower()
+            if any(phrase in message for phrase in _BUSY_PHRASES):
+                return True
+    return False
+
+
+def is_busy(exc: BaseException) -> bool:
+    """True when ``exc`` means "the database is up but full right now" (:attr:`ErrorKind.BUSY`)."""
+    return classify(exc) is ErrorKind.BUSY
+
+
 def _classify_without_sqlstate(exc: BaseException, driver: BaseException) -> ErrorKind:
     import psycopg
 
-    try:
-        from psycopg_pool import PoolTimeout
-    except ImportError:  # pragma: no cover - psycopg[pool] is a dependency
-        PoolTimeout = ()  # type: ignore[assignment,misc]
-
-    if isinstance(driver, PoolTimeout) or isinstance(exc, PoolTimeout):
-        return ErrorKind.BUSY
     if isinstance(driver, psycopg.OperationalError | psycopg.InterfaceError):
         message = str(driver).lower()
         if any(words in message for words in _CONFIGURATION_MESSAGES):
@@ -229,24 +274,17 @@ def is_failover(exc: BaseException) -> bool:
 
 
 def is_availability_error(exc: BaseException) -> bool:
-    """True when ``exc`` means "the database is not reachable right now".
+    """True when ``exc`` means "the database cannot serve this right now": down or busy.
 
-    This is what the 503 middleware and the webhook views answer with a 503;
-    everything else (an IntegrityError, a bug) stays what it is.
+    This is what the 503 middleware and the webhook views answer with a 503, and
+    what a task queue retries later; everything else (an IntegrityError, a bug)
+    stays what it is. See :func:`is_busy` to tell a full database from a gone one.
     """
     from django.db import InterfaceError
     from django.db import OperationalError as DjangoOperationalError
 
-    if isinstance(exc, FailoverError | DatabaseUnavailable):
+    if isinstance(exc, FailoverError | DatabaseUnavailable | DatabaseBusy):
         return True
-    driver = _driver_error(exc)
-    try:
-        from psycopg_pool import PoolTimeout
-
-        if isinstance(exc, PoolTimeout) or isinstance(driver, PoolTimeout):
-            return True
-    except ImportError:  # pragma: no cover
-        pass
     import psycopg
 
     if not isinstance(
@@ -254,4 +292,7 @@ def is_availability_error(exc: BaseException) -> bool:
         DjangoOperationalError | InterfaceError | psycopg.OperationalError | psycopg.InterfaceError,
     ):
         return False
-    return is_failover(exc)
+    return classify(exc) in _AVAILABILITY_KINDS
+
+
+_AVAILABILITY_KINDS = frozenset({*FAILOVER_KINDS, ErrorKind.BUSY})

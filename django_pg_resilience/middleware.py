@@ -42,11 +42,13 @@ from django.http import HttpRequest, HttpResponseBase
 from django.urls import resolve
 
 from django_pg_resilience import maintenance, signals, stats
+from django_pg_resilience.backend.busy import busy_reason
+from django_pg_resilience.backend.compat import mark_response_logged
 from django_pg_resilience.errors import is_availability_error, sqlstate_of
 from django_pg_resilience.unavailable import (
     BARE_503_ATTRIBUTE,
     PASSTHROUGH_ATTRIBUTE,
-    is_pool_timeout,
+    is_busy_error,
     response_kind,
     unavailable_response,
 )
@@ -69,9 +71,8 @@ _GetResponse = Callable[[HttpRequest], Any]
 
 
 def _answered_with_503(error: BaseException) -> bool:
-    # A busy pool (PoolTimeout) is recognised by its type, whatever
-    # classify() makes of it: it gets a 503, but is not an outage.
-    return is_pool_timeout(error) or is_availability_error(error)
+    # Down or busy: a 503 either way (a busy database is counted apart, not an outage).
+    return is_availability_error(error)
 
 
 def note_availability_error(sender: Any, request: HttpRequest | None = None, **kwargs: Any) -> None:
@@ -210,7 +211,7 @@ class DatabaseUnavailableMiddleware:
     ) -> HttpResponseBase:
         response = maintenance.maintenance_response(request, state, bare=bare)
         setattr(response, _MAINTENANCE_MARK, response_kind(request, bare=bare))
-        response._has_been_logged = True  # type: ignore[attr-defined]
+        mark_response_logged(response)
         return response
 
     def _handles(self, request: HttpRequest, error: BaseException) -> bool:
@@ -232,7 +233,7 @@ class DatabaseUnavailableMiddleware:
         response._pg_resilience_error = error  # type: ignore[attr-defined]
         # _announce logs it (at WARNING): Django's own ERROR line for every 5xx
         # would mail the admins once per request during a failover.
-        response._has_been_logged = True  # type: ignore[attr-defined]
+        mark_response_logged(response)
         return response
 
     def _unannounced_error(self, response: HttpResponseBase) -> BaseException | None:
@@ -241,15 +242,16 @@ class DatabaseUnavailableMiddleware:
     def _log_and_count(
         self, request: HttpRequest, response: HttpResponseBase, error: BaseException
     ) -> dict[str, Any] | None:
-        """Log and count one 503; the outage signal's kwargs, or None for a busy pool."""
+        """Log and count one 503; the outage signal's kwargs, or None for a busy database."""
         alias = _alias_of(error)
         retry_after = int(response["Retry-After"])
-        if is_pool_timeout(error):
+        if is_busy_error(error):
             stats.increment("busy_responses", alias)
             logger.warning(
-                "Connection pool of %r busy (PoolTimeout): answered 503 to %s %s "
-                "(Retry-After %ss); the database is up, the pool is too small for the load",
+                "Database %r busy (%s): answered 503 to %s %s (Retry-After %ss); the database "
+                "is up but full, not an outage",
                 alias,
+                busy_reason(error),
                 request.method,
                 request.path,
                 retry_after,

@@ -44,8 +44,8 @@ from typing import Any, ParamSpec, TypeVar, overload
 
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 
-from django_pg_resilience import conf, signals, stats
-from django_pg_resilience.backoff import RetryPolicy
+from django_pg_resilience import conf, operation, signals, stats
+from django_pg_resilience.backoff import RetryBudget, RetryPolicy
 from django_pg_resilience.errors import (
     CommitUnknownError,
     DatabaseUnavailable,
@@ -62,7 +62,12 @@ logger = logging.getLogger("django_pg_resilience")
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_RETRIED_KINDS = (ErrorKind.CONNECTION, ErrorKind.READ_ONLY, ErrorKind.TRANSACTION_CONFLICT)
+_RETRIED_KINDS = (
+    ErrorKind.CONNECTION,
+    ErrorKind.READ_ONLY,
+    ErrorKind.TRANSACTION_CONFLICT,
+    ErrorKind.BUSY,
+)
 
 
 def _policy_for(alias: str, deadline: float | None, max_attempts: int | None) -> RetryPolicy:
@@ -92,58 +97,68 @@ def _run(
             f"atomic block on database {alias!r}: a nested unit cannot be retried on its own. "
             "Move atomic_with_retry around the outermost atomic block."
         )
-    budget = _policy_for(alias, deadline, max_attempts).start()
-    while True:
-        try:
-            with transaction.atomic(using=alias):
-                return func(*args, **kwargs)
-        except DatabaseError as exc:
-            if isinstance(exc, DatabaseUnavailable) or classify(exc) not in _RETRIED_KINDS:
-                raise  # not retryable, or the breaker already waited the deadline out
-            if isinstance(exc, CommitUnknownError) and not idempotent:
-                raise  # the first run may have committed: running it again could double it
-            attempt = budget.failures + 1
-            delay = budget.next_delay()
-            if delay is None:
-                stats.increment("retries_exhausted", alias)
-                logger.error(
-                    "Giving up on %s on database %r after %d attempts (%.2f s).",
-                    getattr(func, "__qualname__", "a unit of work"),
-                    alias,
-                    attempt,
-                    budget.elapsed,
-                )
-                signals.retries_exhausted.send(
-                    sender=atomic_with_retry,
-                    alias=alias,
-                    attempts=attempt,
-                    elapsed=budget.elapsed,
-                    error=exc,
-                )
-                raise
-            stats.increment("retries", alias)
-            logger.warning(
-                "Attempt %d/%d of %s on database %r failed (SQLSTATE %s, %s); "
-                "re-running it in %.2f s.",
-                attempt,
-                budget.policy.max_attempts,
-                getattr(func, "__qualname__", "a unit of work"),
-                alias,
-                sqlstate_of(exc) or "-",
-                type(exc).__name__,
-                delay,
-            )
-            signals.connection_retry.send(
-                sender=atomic_with_retry,
-                alias=alias,
-                attempt=attempt,
-                max_attempts=budget.policy.max_attempts,
-                delay=delay,
-                sqlstate=sqlstate_of(exc),
-                error=exc,
-            )
-            if delay > 0:
-                sleep(delay)
+    # The unit is the operation: every reconnect, breaker wait and busy backoff
+    # inside it spends from this one budget, so the unit's deadline is the caller's.
+    with operation.enter(_policy_for(alias, deadline, max_attempts)) as budget:
+        while True:
+            try:
+                with transaction.atomic(using=alias):
+                    return func(*args, **kwargs)
+            except DatabaseError as exc:
+                delay = _retry_delay(exc, func, alias, idempotent, budget)
+                if delay > 0:
+                    sleep(delay)
+
+
+def _retry_delay(
+    exc: DatabaseError, func: Callable[..., Any], alias: str, idempotent: bool, budget: RetryBudget
+) -> float:
+    """The wait before the unit runs again; raises ``exc`` when it must not run again."""
+    if isinstance(exc, DatabaseUnavailable) or classify(exc) not in _RETRIED_KINDS:
+        raise exc  # not retryable, or the breaker already waited the deadline out
+    if isinstance(exc, CommitUnknownError) and not idempotent:
+        raise exc  # the first run may have committed: running it again could double it
+    name = getattr(func, "__qualname__", "a unit of work")
+    attempt = budget.failures + 1
+    delay = budget.next_delay()
+    if delay is None:
+        stats.increment("retries_exhausted", alias)
+        logger.error(
+            "Giving up on %s on database %r after %d attempts (%.2f s).",
+            name,
+            alias,
+            attempt,
+            budget.elapsed,
+        )
+        signals.retries_exhausted.send(
+            sender=atomic_with_retry,
+            alias=alias,
+            attempts=attempt,
+            elapsed=budget.elapsed,
+            error=exc,
+        )
+        raise exc
+    stats.increment("retries", alias)
+    logger.warning(
+        "Attempt %d/%d of %s on database %r failed (SQLSTATE %s, %s); re-running it in %.2f s.",
+        attempt,
+        budget.policy.max_attempts,
+        name,
+        alias,
+        sqlstate_of(exc) or "-",
+        type(exc).__name__,
+        delay,
+    )
+    signals.connection_retry.send(
+        sender=atomic_with_retry,
+        alias=alias,
+        attempt=attempt,
+        max_attempts=budget.policy.max_attempts,
+        delay=delay,
+        sqlstate=sqlstate_of(exc),
+        error=exc,
+    )
+    return delay
 
 
 @overload

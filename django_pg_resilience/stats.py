@@ -88,7 +88,20 @@ METRICS: dict[str, tuple[str, str, str]] = {
     "replica_lag_seconds": ("gauge", "Replay lag of a replica, as last measured.", "alias"),
     "busy_responses": (
         "counter",
-        "503s answered because the connection pool was busy (PoolTimeout): load, not an outage.",
+        "503s answered because the database or its pool was full (53300, a PgBouncer limit, "
+        "PoolTimeout): load, not an outage.",
+        "alias",
+    ),
+    "busy_errors": (
+        "counter",
+        "Connection attempts refused because the database or its pooler was full (53300, "
+        "PgBouncer's limits, a pool's queue): load, not an outage.",
+        "alias",
+    ),
+    "connect_slot_timeouts": (
+        "counter",
+        "Callers that found no connection attempt slot of this process within their deadline "
+        "(connect_concurrency).",
         "alias",
     ),
     "webhooks_signature_failures": (

@@ -24,7 +24,7 @@ from django.utils.html import escape
 from django.utils.translation import gettext
 
 from django_pg_resilience import conf
-from django_pg_resilience.errors import causes
+from django_pg_resilience.errors import causes, is_busy
 
 __all__ = [
     "BARE_503_ATTRIBUTE",
@@ -32,6 +32,7 @@ __all__ = [
     "POOL_TIMEOUT_RETRY_AFTER",
     "TEMPLATE_NAME",
     "ResponseKind",
+    "is_busy_error",
     "is_pool_timeout",
     "response_kind",
     "retry_after_for",
@@ -50,8 +51,9 @@ BARE_503_ATTRIBUTE = "pg_resilience_bare_503"
 #: A view function with this attribute set to True is left alone (health endpoints report).
 PASSTHROUGH_ATTRIBUTE = "pg_resilience_passthrough"
 
-#: Retry-After, in seconds, when the connection pool was busy (psycopg_pool's
-#: PoolTimeout): load, not an outage, so the client may come back at once.
+#: Retry-After, in seconds, when the database or its pool was busy (53300, a
+#: PgBouncer limit, psycopg_pool's PoolTimeout): load, not an outage, so the
+#: client may come back at once.
 POOL_TIMEOUT_RETRY_AFTER = 1
 
 #: The error code of the JSON 503s.
@@ -73,12 +75,15 @@ _FALLBACK_PAGE = (
 )
 
 
+def is_busy_error(error: BaseException | None) -> bool:
+    """True when ``error`` means the database is up but full (see :func:`errors.is_busy`)."""
+    return error is not None and is_busy(error)
+
+
 def is_pool_timeout(error: BaseException | None) -> bool:
     """True when ``error`` is, or wraps, psycopg_pool's ``PoolTimeout`` (a busy pool)."""
-    try:
-        from psycopg_pool import PoolTimeout
-    except ImportError:  # pragma: no cover - psycopg[pool] is a dependency
-        return False
+    from psycopg_pool import PoolTimeout
+
     return any(isinstance(cause, PoolTimeout) for cause in causes(error))
 
 
@@ -89,7 +94,7 @@ def retry_after_for(error: BaseException | None) -> int:
     on ``error`` and the errors it wraps; a busy pool gets
     :data:`POOL_TIMEOUT_RETRY_AFTER`. Rounded up, never below 1.
     """
-    if is_pool_timeout(error):
+    if is_busy_error(error):
         return POOL_TIMEOUT_RETRY_AFTER
     for cause in causes(error):
         value = getattr(cause, "retry_after", None)
@@ -206,7 +211,7 @@ def unavailable_response(
     retry_after = retry_after_for(error)
     kind = response_kind(request, bare=bare)
     if code is None:
-        code = POOL_BUSY_CODE if is_pool_timeout(error) else UNAVAILABLE_CODE
+        code = POOL_BUSY_CODE if is_busy_error(error) else UNAVAILABLE_CODE
     response: HttpResponse
     if kind in ("json", "webhook"):
         body: dict[str, object] = {"error": code, "retry_after": retry_after}

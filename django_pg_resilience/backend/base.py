@@ -24,6 +24,13 @@ it composes with other postgresql-based backends (see
   :mod:`.connection` and :mod:`.liveness`).
 * ``OPTIONS["pool"]``: Django's pool, where a busy pool is load and not an
   outage (see :mod:`.pool`).
+* A full database (53300, PgBouncer's limits) is busy, not down (see
+  :mod:`.busy`); connection attempts are bounded per process (see :mod:`.slots`).
+* :meth:`close_if_unusable_or_obsolete`, which Django and Celery call from signal
+  receivers outside any middleware, drops a dead connection but never opens one.
+* Everything the process knows of the alias lives in its
+  :class:`~django_pg_resilience.backend.alias.AliasState`; a backend composed
+  with this one hooks in with :attr:`~ResilientDatabaseWrapperMixin.connection_hooks`.
 """
 
 from __future__ import annotations
@@ -42,31 +49,38 @@ from django.db.backends.postgresql import base as postgresql
 from django.db.backends.postgresql.psycopg_any import is_psycopg3
 from django.utils.asyncio import async_unsafe
 
-from django_pg_resilience import conf, signals, stats
-from django_pg_resilience.backend import identity, operation
+from django_pg_resilience import conf, operation, signals, stats
+from django_pg_resilience.backend import compat
+from django_pg_resilience.backend.alias import AliasState, alias_state
 from django_pg_resilience.backend.connection import ResilientConnection
 from django_pg_resilience.backend.cursor import (
     ResilientCursorDebugWrapper,
     ResilientCursorWrapper,
 )
+from django_pg_resilience.backend.hooks import ConnectionHooks
+from django_pg_resilience.backend.identity import read_identity
 from django_pg_resilience.backend.liveness import ConnectionWatch
-from django_pg_resilience.backoff import RetryPolicy
-from django_pg_resilience.breaker import BreakerSettings, breaker_for
+from django_pg_resilience.backend.tenants import DjangoTenantsHooks
+from django_pg_resilience.backoff import RetryBudget, RetryPolicy
+from django_pg_resilience.breaker import BreakerSettings
 from django_pg_resilience.errors import (
     CommitUnknownError,
+    DatabaseBusy,
     DatabaseUnavailable,
     ErrorKind,
     TransactionLostError,
     classify,
     failover_error,
+    is_availability_error,
     is_failover,
 )
 
 __all__ = ["DatabaseWrapper", "ReadOnlySession", "ResilientDatabaseWrapperMixin"]
 
-#: Aliases whose pool must be drained at the next checkout (a failover was
-#: detected on a connection the pool opened).
-_pools_to_drain: dict[str, bool] = {}
+
+class _WouldReconnect(Exception):
+    """Raised inside :meth:`ResilientDatabaseWrapperMixin.close_if_unusable_or_obsolete`
+    instead of opening a connection: that code runs outside any middleware."""
 
 
 class ReadOnlySession(psycopg.OperationalError):
@@ -136,12 +150,18 @@ class ResilientDatabaseWrapperMixin:
     errors_occurred: bool
     autocommit: bool
 
+    #: What backends composed with this one (django-tenants, your own) do when the
+    #: session is replaced: see :class:`~django_pg_resilience.backend.hooks.ConnectionHooks`.
+    #: Extend it in a subclass: ``connection_hooks = (*Mixin.connection_hooks, MyHooks())``.
+    connection_hooks: tuple[ConnectionHooks, ...] = (DjangoTenantsHooks(),)
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._ensuring_connection = False
-        # The registry keeps one breaker per alias for the life of the process.
-        self._breaker = breaker_for(self.alias)
-        self._resilience: conf.BackendSettings | None = None
+        # Inside close_if_unusable_or_obsolete: drop, never connect.
+        self._connecting_forbidden = False
+        # The parameters of the pool this wrapper built (its configure callback's).
+        self._pool_connect_params: dict[str, Any] = {}
         # Set when the connection was lost: the next connect reports a
         # reconnect and reads the server identity (failover detection).
         self._lost_at: float | None = None
@@ -153,14 +173,17 @@ class ResilientDatabaseWrapperMixin:
     #: psycopg, whose ``connect`` goes through the breaker (see _BreakerPacedDriver).
     Database: Any = _DriverDescriptor()
 
-    # --- settings --------------------------------------------------------
+    # --- settings and state ------------------------------------------------
+
+    @property
+    def state(self) -> AliasState:
+        """Everything this process knows of the alias (one object; see :mod:`.alias`)."""
+        return alias_state(self.alias, self.settings_dict)
 
     @property
     def resilience(self) -> conf.BackendSettings:
-        """This alias's backend settings (re-read at every connect)."""
-        if self._resilience is None:
-            self._resilience = conf.backend_settings(self.alias, self.settings_dict)
-        return self._resilience
+        """This alias's backend settings (resolved once per process and setting change)."""
+        return self.state.settings
 
     def retry_policy(self) -> RetryPolicy:
         """The retry policy of one operation on this alias."""
@@ -175,8 +198,7 @@ class ResilientDatabaseWrapperMixin:
         # copy: the shared settings dict is never mutated (threads race on it).
         params: dict[str, Any] = super().get_connection_params()  # type: ignore[misc]
         params.pop(conf.OPTIONS_KEY, None)
-        self._resilience = conf.backend_settings(self.alias, self.settings_dict)
-        settings = self._resilience
+        settings = self.resilience
         params.setdefault("connect_timeout", settings.connect_timeout)
         params.setdefault("keepalives", 1)
         params.setdefault("keepalives_idle", settings.keepalives_idle)
@@ -226,38 +248,82 @@ class ResilientDatabaseWrapperMixin:
         return connection
 
     def _connect_through_breaker(self, conn_params: dict[str, Any]) -> Any:
+        """Connect within the operation's budget: through the breaker when the database
+        is down, with a busy backoff when it is full. Never a 500: past the deadline,
+        DatabaseUnavailable or DatabaseBusy."""
         self._attempts = 0
+        state = self.state
         budget = operation.current() or self.retry_policy().start()
-        try:
-            return breaker_for(self.alias).call(
-                partial(self._connect_once, conn_params),
-                budget,
-                is_retryable=is_failover,
-                settings=self.breaker_settings(),
-            )
-        except psycopg.Error as exc:
-            if classify(exc) is ErrorKind.CONFIGURATION:
-                raise self._configuration_error(exc) from exc
-            raise
+        state.use_probe(partial(self._probe, conn_params))
+        busy_failures = 0
+        while True:
+            try:
+                return state.breaker.call(
+                    partial(self._connect_once, conn_params),
+                    budget,
+                    is_retryable=is_failover,
+                    answered=_server_answered,
+                )
+            except Exception as exc:
+                kind = classify(exc)
+                if kind is ErrorKind.CONFIGURATION and isinstance(exc, psycopg.Error):
+                    raise self._configuration_error(exc) from exc
+                if kind is not ErrorKind.BUSY:
+                    raise
+                busy_failures += 1
+                state.busy.refused(exc, _where(conn_params))
+                delay = self._busy_delay(budget, busy_failures)
+                if delay is None:
+                    raise self._busy_error(exc, budget) from exc
+                time.sleep(delay)
+
+    def _busy_delay(self, budget: RetryBudget, failures: int) -> float | None:
+        """Full-jitter backoff after ``failures`` busy refusals; None when the deadline is near."""
+        delay = self.resilience.busy_policy.delay(failures)
+        return delay if delay < budget.remaining else None
+
+    def _busy_error(self, exc: BaseException, budget: RetryBudget) -> DatabaseBusy:
+        if isinstance(exc, DatabaseBusy):
+            return exc
+        retry_after = max(self.resilience.busy_backoff_cap, 1.0)
+        return DatabaseBusy(
+            f"Database {self.alias!r} is busy (its connection slots are full); "
+            f"gave up after {budget.elapsed:.2f} s.",
+            alias=self.alias,
+            retry_after=retry_after,
+        )
 
     def _connect_once(self, conn_params: dict[str, Any], timeout: float) -> Any:
-        """One connection attempt (psycopg errors propagate to the breaker)."""
-        stats.increment("connect_attempts", self.alias)
-        self._attempts += 1
-        connection = ResilientConnection.connect(**conn_params)
+        """One connection attempt, in one of the process's attempt slots (errors propagate)."""
+        state = self.state
+        with state.connect_slots.attempt(timeout):
+            stats.increment("connect_attempts", self.alias)
+            self._attempts += 1
+            connection = ResilientConnection.connect(**conn_params)
         try:
-            self._check_new_connection(connection)
+            self._check_new_connection(connection, conn_params)
         except BaseException:
             self._drop(connection)
             raise
+        state.busy.connected()
         lost_at = self._lost_at
-        if not identity.has_baseline(self.alias) or (
-            lost_at is not None and not identity.observed_since(self.alias, lost_at)
+        if not state.identity.has_baseline() or (
+            lost_at is not None and not state.identity.observed_since(lost_at)
         ):
             self._observe_identity(connection)
         return connection
 
-    def _check_new_connection(self, connection: Any) -> None:
+    def _probe(self, conn_params: dict[str, Any], timeout: float) -> None:
+        """The open circuit's background probe: connect, check, close (see :mod:`.prober`)."""
+        seconds = max(int(min(self.resilience.connect_timeout, timeout)), 2)
+        connection = ResilientConnection.connect(**{**conn_params, "connect_timeout": seconds})
+        try:
+            if self.resilience.read_write and _is_read_only(connection):
+                raise ReadOnlySession(f"Database {self.alias!r}: the server is read-only.")
+        finally:
+            self._drop(connection)
+
+    def _check_new_connection(self, connection: Any, conn_params: dict[str, Any]) -> None:
         """Refuse a standby where a primary is wanted; arm the silent-peer watch."""
         settings = self.resilience
         if settings.read_write and _is_read_only(connection):
@@ -267,11 +333,12 @@ class ResilientDatabaseWrapperMixin:
             )
         if isinstance(connection, ResilientConnection):
             connection.io_timeout = settings.io_timeout or None
-            connection.watch = self._watch()
+            connection.watch = self._watch(conn_params)
 
-    def _watch(self) -> ConnectionWatch:
+    def _watch(self, conn_params: dict[str, Any]) -> ConnectionWatch:
         settings = self.resilience
-        params = self.get_connection_params()
+        state = self.state
+        params = dict(conn_params)
         params.pop("cursor_factory", None)
         params.pop("context", None)
         params["autocommit"] = True
@@ -285,19 +352,20 @@ class ResilientDatabaseWrapperMixin:
             return check
 
         return ConnectionWatch(
-            alias=self.alias,
+            monitor=state.liveness,
             opened_at=time.monotonic(),
             liveness_after=settings.liveness_after,
             liveness_interval=settings.liveness_interval,
             connect=connect,
-            epoch=identity.epoch(self.alias),
+            epoch=state.identity.epoch,
         )
 
     def _observe_identity(self, connection: Any) -> None:
-        if identity.observe(self.alias, identity.read_identity(connection)):
+        identity = self.state.identity
+        if identity.observe(read_identity(connection)):
             self._discard_pooled_connections()
             if isinstance(connection, ResilientConnection) and connection.watch is not None:
-                connection.watch.epoch = identity.epoch(self.alias)
+                connection.watch.epoch = identity.epoch
 
     def _configuration_error(self, exc: psycopg.Error) -> OperationalError:
         """The driver's words (no password in them), plus what to fix."""
@@ -321,8 +389,7 @@ class ResilientDatabaseWrapperMixin:
 
     def _discard_pooled_connections(self) -> None:
         """The server changed: idle pooled connections point at the old one."""
-        pools = getattr(self, "_connection_pools", {})
-        pool = pools.get(self.alias)
+        pool = compat.connection_pools(self).get(self.alias)
         if pool is None:
             return
         with contextlib.suppress(Exception):
@@ -364,9 +431,8 @@ class ResilientDatabaseWrapperMixin:
             self.connection = None
         self.errors_occurred = True
         self.session_state = None
-        if hasattr(self, "search_path_set_schemas"):
-            # django-tenants caches "search_path already set on this connection".
-            self.search_path_set_schemas = None
+        for hooks in self.connection_hooks:
+            hooks.session_lost(self)
         if self._lost_at is None:
             self._lost_at = time.monotonic()
         if read_only:
@@ -386,6 +452,8 @@ class ResilientDatabaseWrapperMixin:
                 return  # what Django's ensure_connection does for an open connection
         if self.in_atomic_block and self.closed_in_transaction:
             raise self.transaction_lost()
+        if self._connecting_forbidden:
+            raise _WouldReconnect
         self._ensuring_connection = True
         try:
             # Django's, through any patch of it (SimpleTestCase's guard against
@@ -415,9 +483,39 @@ class ResilientDatabaseWrapperMixin:
             with self.wrap_database_errors:  # type: ignore[attr-defined]
                 self.connect()
 
+    def close_if_unusable_or_obsolete(self) -> None:
+        # Django runs this in its request_started / request_finished receivers
+        # (close_old_connections) and Celery in its task signals: before or after
+        # every middleware, where an error of ours would be a 500. So it drops a
+        # connection found dead (or older than an outage) and never opens one:
+        # reconnecting waits for the first real query, inside the middleware.
+        connection = self.connection
+        if connection is None:
+            return
+        if not self.in_atomic_block and (
+            _found_broken(connection) or self._predates_outage(connection)
+        ):
+            self.connection_failed()
+            return
+        self._connecting_forbidden = True
+        try:
+            super().close_if_unusable_or_obsolete()  # type: ignore[misc]
+        except _WouldReconnect:
+            pass  # dropped on the way (an outage began meanwhile): the next query reconnects
+        except DatabaseError as exc:
+            if not is_availability_error(exc):
+                raise
+            self.connection_failed()
+        finally:
+            self._connecting_forbidden = False
+
+    def own_session_setup(self) -> bool:
+        """True while a composed backend applies its own per-connection state (see hooks)."""
+        return any(hooks.applying_session_setup(self) for hooks in self.connection_hooks)
+
     def _predates_outage(self, connection: Any) -> bool:
         """The breaker knows of an outage that began after this connection was opened."""
-        outage_since = self._breaker.outage_since
+        outage_since = self.state.breaker.outage_since
         if outage_since is None:
             return False
         watch = getattr(connection, "watch", None)
@@ -465,15 +563,18 @@ class ResilientDatabaseWrapperMixin:
         connection. The pool is drained by the next checkout, outside the
         pool's worker thread.
         """
-        self._check_new_connection(connection)
-        self._configure_connection(connection)  # type: ignore[attr-defined]
-        if identity.observe(self.alias, identity.read_identity(connection)):
-            _pools_to_drain[self.alias] = True
+        state = self.state
+        self._check_new_connection(connection, self._pool_connect_params)
+        compat.configure_connection(self, connection)
+        if state.identity.observe(read_identity(connection)):
+            state.pool_drain_pending = True
         if connection.watch is not None:
-            connection.watch.epoch = identity.epoch(self.alias)
+            connection.watch.epoch = state.identity.epoch
 
     def _found_broken_in_pool(self, connection: Any) -> bool:
-        if _pools_to_drain.pop(self.alias, False):
+        state = self.state
+        if state.pool_drain_pending:
+            state.pool_drain_pending = False
             self._discard_pooled_connections()
         return _found_broken(connection) or self._predates_outage(connection)
 
@@ -484,7 +585,7 @@ class ResilientDatabaseWrapperMixin:
     def _replace_pool(self, old: Any) -> Any:
         from django_pg_resilience.backend.pool import replace_pool
 
-        return replace_pool(self._connection_pools, old, lambda: self.pool)  # type: ignore[attr-defined]
+        return replace_pool(compat.connection_pools(self), old, lambda: self.pool)
 
     if hasattr(postgresql.DatabaseWrapper, "pool"):
 
@@ -494,7 +595,7 @@ class ResilientDatabaseWrapperMixin:
             pool_options = self.settings_dict["OPTIONS"].get("pool")
             if self.alias == NO_DB_ALIAS or not pool_options:
                 return None
-            pools = self._connection_pools  # type: ignore[attr-defined]
+            pools = compat.connection_pools(self)
             if self.alias not in pools:
                 if self.settings_dict.get("CONN_MAX_AGE", 0) != 0:
                     raise ImproperlyConfigured("Pooling doesn't support persistent connections.")
@@ -509,13 +610,14 @@ class ResilientDatabaseWrapperMixin:
                 )
                 connect_kwargs = self.get_connection_params()
                 connect_kwargs["autocommit"] = True
+                self._pool_connect_params = connect_kwargs
+                self.state.use_probe(partial(self._probe, connect_kwargs))
                 pool = ResilientConnectionPool(
                     kwargs=connect_kwargs,
                     open=False,
                     configure=self._configure_pooled_connection,
                     alias=self.alias,
                     policy=self.retry_policy(),
-                    breaker_settings=self.breaker_settings(),
                     probe=self._probe_directly,
                     replace=self._replace_pool,
                     found_broken=self._found_broken_in_pool,
@@ -542,6 +644,19 @@ def _server_read_only(connection: Any) -> bool | None:
     if hot_standby is None:
         return None  # before PostgreSQL 14: assume the worst, a demotion
     return "on" in (hot_standby, status("default_transaction_read_only"))
+
+
+def _server_answered(exc: BaseException) -> bool:
+    """The server (or PgBouncer) answered the attempt, if only to refuse it: it is reachable."""
+    return isinstance(exc, psycopg.Error) and classify(exc) in (
+        ErrorKind.BUSY,
+        ErrorKind.CONFIGURATION,
+    )
+
+
+def _where(conn_params: dict[str, Any]) -> str:
+    """``host:port`` of the connection parameters, for log lines (never the password)."""
+    return f"{conn_params.get('host') or 'localhost'}:{conn_params.get('port') or 5432}"
 
 
 def _found_broken(connection: Any) -> bool:

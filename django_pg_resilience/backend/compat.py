@@ -1,10 +1,12 @@
-"""Every private API of Django, psycopg and psycopg_pool the backend leans on, in one place.
+"""Every private API of Django, psycopg and psycopg_pool the package leans on, in one place.
 
 Private means underscored, or public-looking but undocumented (an attribute Django's
 own code sets and reads). None of them is promised to stay, so:
 
-* the backend imports them from here, never from their private path, so a change
-  upstream breaks this import (loudly, at start-up), not a failover path at run time;
+* the package reaches them only through here: a re-exported name, or a named
+  function below (each says the releases it was checked against); no other module
+  touches a private Django name (``tests/test_compat.py`` greps the package for it),
+  so a change upstream breaks here (loudly), not in a failover path at run time;
 * :data:`PRIVATE_APIS` lists each one with what we rely on (the parameters we pass),
   and :data:`COPIED_BODIES` the Django methods whose body the backend copies;
   ``tests/test_compat.py`` checks both against the installed releases, and CI runs it
@@ -22,7 +24,9 @@ present.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.postgresql.base import CursorDebugWrapper
 from django.db.backends.postgresql.base import DatabaseWrapper as PostgresDatabaseWrapper
@@ -44,6 +48,14 @@ __all__ = [
     "PostgresDatabaseWrapper",
     "PrivateApi",
     "WaitTimeout",
+    "configure_connection",
+    "connection_pools",
+    "exempt_from_atomic_requests",
+    "forget_thread_connection",
+    "keep_request_body",
+    "mark_response_logged",
+    "open_cursor",
+    "request_read_started",
 ]
 
 #: The releases these facts were checked against (tests/test_compat.py, CI's matrix).
@@ -108,6 +120,18 @@ PRIVATE_APIS: tuple[PrivateApi, ...] = (
         "django.db.backends.postgresql.base", "CursorDebugWrapper", "class",
         why="the postgresql backend's debug cursor, which ours extends",
     ),
+    PrivateApi(
+        _BASE, "_cursor", "method", ("name",),
+        why="a replay opens its cursor through the whole _cursor() path (open_cursor)",
+    ),
+    PrivateApi(
+        "django.http.HttpRequest", "_read_started", "instance",
+        why="a webhook reads a bounded body by hand unless the stream was read already",
+    ),
+    PrivateApi(
+        "django.db.utils.ConnectionHandler", "_connections", "instance",
+        why="the testing helper forgets a temporary alias's per-thread wrapper",
+    ),
     # psycopg
     PrivateApi(
         "psycopg.Connection", "wait", "method", ("gen", "interval", "timeout"),
@@ -169,3 +193,77 @@ COPIED_BODIES: tuple[CopiedBody, ...] = (
         why="copied: the backend builds its own pool class with Django's options",
     ),
 )
+
+
+# --- The door: one named function per private name (checked against VERIFIED["Django"]) ---
+
+
+def connection_pools(wrapper: Any) -> dict[str, Any]:
+    """Django's per-process pools of the postgresql backend, by alias (``_connection_pools``).
+
+    Checked against Django 5.2 and 6.1 (a class attribute since 5.1).
+    """
+    pools: dict[str, Any] = wrapper._connection_pools
+    return pools
+
+
+def configure_connection(wrapper: Any, connection: Any) -> None:
+    """Django's per-connection setup of a pooled connection (``_configure_connection``).
+
+    Checked against Django 5.2 and 6.1.
+    """
+    wrapper._configure_connection(connection)
+
+
+def open_cursor(wrapper: Any) -> Any:
+    """A new cursor through the wrapper's whole ``_cursor()`` path (connecting if needed).
+
+    The path a composed backend overrides to set state on each new connection
+    (django-tenants' ``search_path``). Checked against Django 5.2 and 6.1.
+    """
+    return wrapper._cursor()
+
+
+def request_read_started(request: Any) -> bool:
+    """True once the request's body stream was read (``HttpRequest._read_started``).
+
+    Checked against Django 5.2 and 6.1.
+    """
+    return bool(request._read_started)
+
+
+def keep_request_body(request: Any, body: bytes) -> None:
+    """Store a body read by hand where ``request.body`` finds it (``_body``, ``_stream``).
+
+    What ``HttpRequest.body`` itself does after reading. Checked against Django 5.2 and 6.1.
+    """
+    import io
+
+    request._body = body
+    request._stream = io.BytesIO(body)
+
+
+def mark_response_logged(response: Any) -> None:
+    """Tell Django not to log this response again as a server error (``_has_been_logged``).
+
+    ``django.utils.log.log_response`` skips a response so marked. Checked against
+    Django 5.2 and 6.1.
+    """
+    response._has_been_logged = True
+
+
+def forget_thread_connection(alias: str) -> None:
+    """Drop this thread's DatabaseWrapper of ``alias`` (``connections._connections``).
+
+    Checked against Django 5.2 and 6.1 (an asgiref Local since 3.0).
+    """
+    delattr(connections._connections, alias)  # type: ignore[attr-defined]
+
+
+def exempt_from_atomic_requests(view: Any, aliases: Any) -> None:
+    """What ``transaction.non_atomic_requests`` sets, for a collection of aliases at once.
+
+    Django reads ``view._non_atomic_requests`` (a set of aliases) in
+    ``BaseHandler.make_view_atomic``. Checked against Django 5.2 and 6.1.
+    """
+    view._non_atomic_requests = aliases

@@ -25,11 +25,11 @@ import time
 from typing import Any, TypeVar
 
 import psycopg
-from psycopg import errors as pg_errors
 from psycopg import pq
 
 from django_pg_resilience import stats
-from django_pg_resilience.backend.liveness import ConnectionWatch, monitor_for
+from django_pg_resilience.backend.compat import WaitTimeout
+from django_pg_resilience.backend.liveness import ConnectionWatch
 
 __all__ = ["IoTimeout", "PeerUnresponsive", "ResilientConnection"]
 
@@ -94,7 +94,7 @@ class ResilientConnection(psycopg.Connection[Any]):
             return super().wait(gen, interval=interval, timeout=timeout)
         try:
             return super().wait(gen, interval=interval, timeout=first)
-        except pg_errors._WaitTimeout:
+        except WaitTimeout:
             # Only a statement that waited past ``first`` pays for what follows.
             return self._wait_long(gen, interval, time.monotonic() - first)
 
@@ -125,17 +125,17 @@ class ResilientConnection(psycopg.Connection[Any]):
                     )
                 if watch is not None and liveness_after and waited >= liveness_after:
                     asked = True
-                    reason = monitor_for(watch.alias).verdict(pid, watch)
+                    reason = watch.monitor.verdict(pid, watch)
                     if reason == "idle":
                         # The server finished; the answer may still be on its way.
                         try:
                             return super().wait(gen, interval=interval, timeout=_IDLE_GRACE)
-                        except pg_errors._WaitTimeout:
+                        except WaitTimeout:
                             reason = (
                                 "the server finished the statement but its answer never arrived"
                             )
                     if reason is not None:
-                        stats.increment("silent_peer_aborts", watch.alias)
+                        stats.increment("silent_peer_aborts", watch.monitor.alias)
                         error = PeerUnresponsive(
                             f"no answer for {time.monotonic() - started:.1f} s and {reason}; "
                             "the connection was closed"
@@ -145,11 +145,11 @@ class ResilientConnection(psycopg.Connection[Any]):
                 step = _STEP if not io_timeout else max(min(_STEP, io_timeout - waited), 0.001)
                 try:
                     return super().wait(gen, interval=interval, timeout=step)
-                except pg_errors._WaitTimeout:
+                except WaitTimeout:
                     pass
         finally:
             if asked and watch is not None:
-                monitor_for(watch.alias).done(pid)
+                watch.monitor.done(pid)
 
     def _abandon(self, error: psycopg.OperationalError) -> None:
         # The protocol is mid-message: the connection cannot be reused.

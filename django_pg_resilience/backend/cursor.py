@@ -23,21 +23,45 @@ wrapper only looks at what comes out of it.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from django.db import DatabaseError
-from django.db.backends.postgresql.base import CursorDebugWrapper
-from django.db.backends.utils import CursorWrapper
 
-from django_pg_resilience import stats
-from django_pg_resilience.backend import operation
+from django_pg_resilience import conf, operation, stats
+from django_pg_resilience.backend import compat
+from django_pg_resilience.backend.compat import CursorDebugWrapper, CursorWrapper
 from django_pg_resilience.backend.statements import is_read_statement, session_state_change
-from django_pg_resilience.errors import ErrorKind, failover_error
-
-if TYPE_CHECKING:
-    from django_pg_resilience.backend.base import ResilientDatabaseWrapperMixin
+from django_pg_resilience.backoff import RetryPolicy
+from django_pg_resilience.errors import (
+    ErrorKind,
+    TransactionLostError,
+    failover_error,
+)
 
 __all__ = ["ResilientCursorDebugWrapper", "ResilientCursorWrapper"]
+
+
+class _Wrapper(Protocol):
+    """What the cursor needs of its DatabaseWrapper (the mixin in :mod:`.base`)."""
+
+    alias: str
+    in_atomic_block: bool
+    autocommit: bool
+    session_state: str | None
+
+    @property
+    def resilience(self) -> conf.BackendSettings: ...
+
+    def retry_policy(self) -> RetryPolicy: ...
+
+    def failover_kind(self, exc: BaseException) -> ErrorKind | None: ...
+
+    def connection_failed(self, *, read_only: bool = False) -> None: ...
+
+    def transaction_lost(self) -> TransactionLostError: ...
+
+    def own_session_setup(self) -> bool: ...
+
 
 # psycopg raises this before sending anything when the connection is already closed.
 _NOT_SENT_MESSAGE = "the connection is closed"
@@ -53,7 +77,7 @@ def _never_ran(exc: BaseException, kind: ErrorKind) -> bool:
 class ResilientCursorWrapper(CursorWrapper):
     """Django's CursorWrapper, plus recovery from a lost or demoted connection."""
 
-    db: ResilientDatabaseWrapperMixin
+    db: _Wrapper
 
     def _execute(self, sql: Any, params: Any, *ignored_wrapper_args: Any) -> Any:
         try:
@@ -79,14 +103,12 @@ class ResilientCursorWrapper(CursorWrapper):
 
     def _note_session_state(self, sql: Any) -> None:
         db = self.db
-        # django-tenants sets its tenant's search_path on each new connection itself
-        # (in _cursor()): that state comes back with the replay's cursor.
-        if (
-            isinstance(sql, str)
-            and db.session_state is None
-            and not getattr(db, "_setting_search_path", False)
-        ):
-            db.session_state = session_state_change(sql)
+        if isinstance(sql, str) and db.session_state is None:
+            change = session_state_change(sql)
+            # A composed backend's own setup (django-tenants' search_path) comes
+            # back with the replay's cursor: not state only this session has.
+            if change is not None and not db.own_session_setup():
+                db.session_state = change
 
     def _recover(self, exc: Exception, kind: ErrorKind, sql: Any, params: Any, many: bool) -> Any:
         db = self.db
@@ -125,7 +147,7 @@ class ResilientCursorWrapper(CursorWrapper):
             # the operation's budget or raises DatabaseUnavailable.
             # The whole _cursor() path, so a backend mixed with ours re-applies
             # what it sets on each new connection (django-tenants' search_path).
-            self.cursor = db._cursor().cursor  # type: ignore[attr-defined]
+            self.cursor = compat.open_cursor(db).cursor
             try:
                 if many:
                     return super()._executemany(sql, params)  # type: ignore[misc]

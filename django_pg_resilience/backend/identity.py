@@ -21,15 +21,7 @@ import psycopg
 
 from django_pg_resilience import signals, stats
 
-__all__ = [
-    "ServerIdentity",
-    "epoch",
-    "forget",
-    "has_baseline",
-    "observe",
-    "observed_since",
-    "read_identity",
-]
+__all__ = ["IdentityTracker", "ServerIdentity", "read_identity"]
 
 logger = logging.getLogger("django_pg_resilience")
 
@@ -81,78 +73,74 @@ def read_identity(connection: psycopg.Connection[Any]) -> ServerIdentity | None:
     return ServerIdentity(row[0], row[1], row[2], row[3])
 
 
-_known: dict[str, ServerIdentity] = {}
-#: Bumped for an alias each time its server is seen to change.
-_epochs: dict[str, int] = {}
-#: When (time.monotonic()) an identity was last read for each alias.
-_observed_at: dict[str, float] = {}
-_lock = threading.Lock()
+class IdentityTracker:
+    """The server identity of one alias as this process knows it. Thread-safe.
 
-
-def epoch(alias: str) -> int:
-    """A number that changes each time a failover of ``alias`` is detected."""
-    return _epochs.get(alias, 0)
-
-
-def has_baseline(alias: str) -> bool:
-    """True once an identity was recorded for ``alias`` in this process."""
-    return alias in _known
-
-
-def observed_since(alias: str, instant: float) -> bool:
-    """True if an identity was read for ``alias`` at or after ``instant`` (monotonic)."""
-    return _observed_at.get(alias, float("-inf")) >= instant
-
-
-def observe(alias: str, identity: ServerIdentity | None) -> ServerIdentity | None:
-    """Record ``identity`` for ``alias``; return the previous one if the server changed.
-
-    Many threads reconnecting after one failover report it once: the first to
-    see the new identity records it, the others find it already known.
+    Owned by the alias's :class:`~django_pg_resilience.backend.alias.AliasState`.
     """
-    if identity is None:
-        return None
-    with _lock:
-        previous = _known.get(alias)
-        if (
-            previous is not None
-            and previous != identity
-            and identity.timeline is None
-            and previous.system_identifier == identity.system_identifier
-        ):
-            # A standby of the same cluster (a read-only session about to be
-            # retried): not a new primary, not the baseline to compare with,
-            # and not an answer for threads reconnecting after an error.
-            return None
-        _known[alias] = identity
-        _observed_at[alias] = time.monotonic()
-        if previous is None or previous == identity:
-            return None
-        _epochs[alias] = _epochs.get(alias, 0) + 1
-    stats.increment("failovers", alias)
-    logger.warning(
-        "Failover detected on database %r: server changed from %s to %s.",
-        alias,
-        _describe(previous),
-        _describe(identity),
-    )
-    signals.failover_detected.send(
-        sender=ServerIdentity, alias=alias, previous=previous.as_dict(), current=identity.as_dict()
-    )
-    return previous
 
+    def __init__(self, alias: str) -> None:
+        self.alias = alias
+        self._lock = threading.Lock()
+        self._known: ServerIdentity | None = None
+        #: Bumped each time the server is seen to change.
+        self.epoch = 0
+        #: When (time.monotonic()) an identity was last read, or None.
+        self._observed_at: float | None = None
 
-def forget(alias: str | None = None) -> None:
-    """Drop the recorded identities (for tests)."""
-    with _lock:
-        if alias is None:
-            _known.clear()
-            _observed_at.clear()
-            _epochs.clear()
-        else:
-            _known.pop(alias, None)
-            _observed_at.pop(alias, None)
-            _epochs.pop(alias, None)
+    @property
+    def known(self) -> ServerIdentity | None:
+        """The identity last observed (the baseline failovers are told from)."""
+        return self._known
+
+    def has_baseline(self) -> bool:
+        """True once an identity was recorded in this process."""
+        return self._known is not None
+
+    def observed_since(self, instant: float) -> bool:
+        """True if an identity was read at or after ``instant`` (monotonic)."""
+        observed_at = self._observed_at
+        return observed_at is not None and observed_at >= instant
+
+    def observe(self, identity: ServerIdentity | None) -> ServerIdentity | None:
+        """Record ``identity``; return the previous one if the server changed.
+
+        Many threads reconnecting after one failover report it once: the first to
+        see the new identity records it, the others find it already known.
+        """
+        if identity is None:
+            return None
+        with self._lock:
+            previous = self._known
+            if (
+                previous is not None
+                and previous != identity
+                and identity.timeline is None
+                and previous.system_identifier == identity.system_identifier
+            ):
+                # A standby of the same cluster (a read-only session about to be
+                # retried): not a new primary, not the baseline to compare with,
+                # and not an answer for threads reconnecting after an error.
+                return None
+            self._known = identity
+            self._observed_at = time.monotonic()
+            if previous is None or previous == identity:
+                return None
+            self.epoch += 1
+        stats.increment("failovers", self.alias)
+        logger.warning(
+            "Failover detected on database %r: server changed from %s to %s.",
+            self.alias,
+            _describe(previous),
+            _describe(identity),
+        )
+        signals.failover_detected.send(
+            sender=ServerIdentity,
+            alias=self.alias,
+            previous=previous.as_dict(),
+            current=identity.as_dict(),
+        )
+        return previous
 
 
 def _describe(identity: ServerIdentity) -> str:

@@ -32,11 +32,11 @@ from typing import Any
 import psycopg
 
 from django_pg_resilience import stats
-from django_pg_resilience.backend import identity
-from django_pg_resilience.breaker import DIRECT, BreakerSettings, breaker_for
-from django_pg_resilience.errors import is_failover
+from django_pg_resilience.backend.identity import IdentityTracker, read_identity
+from django_pg_resilience.breaker import DIRECT, CircuitBreaker
+from django_pg_resilience.errors import ErrorKind, classify, is_failover
 
-__all__ = ["ConnectionWatch", "LivenessMonitor", "monitor_for", "reset_monitors"]
+__all__ = ["ConnectionWatch", "LivenessMonitor"]
 
 #: States of a backend that is no longer working on a statement.
 _IDLE_STATES = frozenset({"idle", "idle in transaction", "idle in transaction (aborted)"})
@@ -53,7 +53,8 @@ _CHECK_SQL = (
 class ConnectionWatch:
     """What the liveness check needs to know about one open connection."""
 
-    alias: str
+    #: The monitor of the connection's alias (its AliasState's).
+    monitor: LivenessMonitor = field(repr=False)
     #: time.monotonic() when the connection was opened.
     opened_at: float
     #: Seconds a statement waits before its server is checked (0: never).
@@ -74,10 +75,17 @@ class _CheckResult:
 
 
 class LivenessMonitor:
-    """The liveness checks of one alias in this process. Thread-safe."""
+    """The liveness checks of one alias in this process. Thread-safe.
 
-    def __init__(self, alias: str) -> None:
+    Owned by the alias's :class:`~django_pg_resilience.backend.alias.AliasState`,
+    with the alias's breaker (a check that finds the endpoint gone records the
+    failure there, under the alias's own thresholds) and server identity.
+    """
+
+    def __init__(self, alias: str, breaker: CircuitBreaker, identity: IdentityTracker) -> None:
         self.alias = alias
+        self._breaker = breaker
+        self._identity = identity
         self._lock = threading.Lock()
         self._checking = False
         self._result: _CheckResult | None = None
@@ -90,10 +98,10 @@ class LivenessMonitor:
         Never blocks longer than one check: the caller that finds a check due
         runs it; the others keep waiting for their statement and ask again.
         """
-        outage_since = breaker_for(self.alias).outage_since
+        outage_since = self._breaker.outage_since
         if outage_since is not None and outage_since >= watch.opened_at:
             return "the database became unreachable after this connection was opened"
-        if identity.epoch(self.alias) != watch.epoch:
+        if self._identity.epoch != watch.epoch:
             return _REPLACED
         now = time.monotonic()
         with self._lock:
@@ -141,14 +149,16 @@ class LivenessMonitor:
         try:
             check = watch.connect(watch.liveness_interval)
         except Exception as exc:
-            if not is_failover(exc):
-                return _CheckResult(started)  # inconclusive (too many clients, say): keep waiting
-            breaker_for(self.alias).record_failure(DIRECT, exc, None, BreakerSettings(), started)
+            # A full server (53300) answered: it is up, so nothing is known of the
+            # session; like any other non-connection error, keep waiting.
+            if classify(exc) is not ErrorKind.CONNECTION:
+                return _CheckResult(started)
+            self._breaker.record_failure(DIRECT, exc, None, started)
             return _CheckResult(started, "the endpoint did not answer a fresh connection")
         try:
             with check:
-                current = identity.read_identity(check)
-                if identity.observe(self.alias, current) is not None:
+                current = read_identity(check)
+                if self._identity.observe(current) is not None:
                     return _CheckResult(started, _REPLACED)
                 row = check.execute(_CHECK_SQL, (pids,)).fetchone()
                 own_pid = check.info.backend_pid
@@ -160,22 +170,3 @@ class LivenessMonitor:
         if row is None or row[0] != own_pid:
             return _CheckResult(started)  # a pooler's PIDs: the server's are not ours to compare
         return _CheckResult(started, states={int(pid): state for pid, state in row[1].items()})
-
-
-_monitors: dict[str, LivenessMonitor] = {}
-_monitors_lock = threading.Lock()
-
-
-def monitor_for(alias: str) -> LivenessMonitor:
-    """The liveness monitor of ``alias`` in this process."""
-    monitor = _monitors.get(alias)
-    if monitor is None:
-        with _monitors_lock:
-            monitor = _monitors.setdefault(alias, LivenessMonitor(alias))
-    return monitor
-
-
-def reset_monitors() -> None:
-    """Forget every check result (for tests)."""
-    with _monitors_lock:
-        _monitors.clear()

@@ -32,11 +32,11 @@ from typing import Any
 
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
-from django_pg_resilience import stats
-from django_pg_resilience.backend import operation
+from django_pg_resilience import operation, stats
+from django_pg_resilience.backend.alias import alias_state
 from django_pg_resilience.backoff import RetryPolicy
-from django_pg_resilience.breaker import DIRECT, PROBE, BreakerSettings, breaker_for
-from django_pg_resilience.errors import is_failover
+from django_pg_resilience.breaker import DIRECT, PROBE, CircuitBreaker
+from django_pg_resilience.errors import DatabaseBusy, is_failover
 
 __all__ = ["ResilientConnectionPool"]
 
@@ -49,7 +49,6 @@ class ResilientConnectionPool(ConnectionPool):
         *args: Any,
         alias: str,
         policy: RetryPolicy,
-        breaker_settings: BreakerSettings,
         probe: Callable[[float], None],
         replace: Callable[[ResilientConnectionPool], ResilientConnectionPool],
         found_broken: Callable[[Any], bool],
@@ -57,7 +56,6 @@ class ResilientConnectionPool(ConnectionPool):
     ) -> None:
         self.alias = alias
         self._policy = policy
-        self._breaker_settings = breaker_settings
         self._probe = probe
         self._replace = replace
         self._found_broken = found_broken
@@ -65,17 +63,23 @@ class ResilientConnectionPool(ConnectionPool):
         self.connect_failures = 0
         super().__init__(*args, **kwargs)
 
+    @property
+    def _breaker(self) -> CircuitBreaker:
+        return alias_state(self.alias).breaker
+
     def getconn(self, timeout: float | None = None) -> Any:
         wanted = self.timeout if timeout is None else timeout
-        breaker = breaker_for(self.alias)
+        breaker = self._breaker
         budget = operation.current() or self._policy.start()
         while True:
-            role = breaker.admit(budget, self._breaker_settings)
-            if role == PROBE:
-                if not self._probe_once(role, budget):
-                    continue
-                if self.connect_failures:
-                    return self._replace(self).getconn(timeout)
+            role = breaker.admit(budget)
+            if role == PROBE and not self._probe_once(role, budget):
+                continue
+            if self.connect_failures and breaker.state == "closed":
+                # The outage is over (a probe, maybe the background prober's, found the
+                # database): a fresh pool connects at once, where this one would wait
+                # out psycopg_pool's reconnection backoff.
+                return self._replace(self).getconn(timeout)
             try:
                 connection = super().getconn(timeout=max(min(wanted, budget.remaining), 0.001))
             except PoolClosed:
@@ -94,7 +98,7 @@ class ResilientConnectionPool(ConnectionPool):
 
     def _probe_once(self, role: str, budget: Any) -> bool:
         """Probe the server with a direct connection; True when it answered."""
-        breaker = breaker_for(self.alias)
+        breaker = self._breaker
         started = time.monotonic()
         try:
             self._probe(budget.remaining)
@@ -104,7 +108,7 @@ class ResilientConnectionPool(ConnectionPool):
                 raise
             stats.increment("connect_failures", self.alias)
             budget.failures += 1
-            breaker.record_failure(role, exc, budget, self._breaker_settings, started)
+            breaker.record_failure(role, exc, budget, started)
             return False
         breaker.record_success(role)
         return True
@@ -112,14 +116,15 @@ class ResilientConnectionPool(ConnectionPool):
     def _connect(self, timeout: float | None = None) -> Any:
         started = time.monotonic()
         try:
-            return super()._connect(timeout)
+            with alias_state(self.alias).connect_slots.attempt(timeout or self.timeout):
+                return super()._connect(timeout)
+        except DatabaseBusy:
+            raise
         except Exception as exc:
             if is_failover(exc):
                 self.connect_failures += 1
                 stats.increment("connect_failures", self.alias)
-                breaker_for(self.alias).record_failure(
-                    DIRECT, exc, None, self._breaker_settings, started
-                )
+                self._breaker.record_failure(DIRECT, exc, None, started)
             raise
 
 

@@ -34,15 +34,3 @@ __all__ = [
     "check_webhook_views",
     "libpq_too_old",
 ]
-
-
-# --- metrics ---
-# Not a check: this module is imported when the app starts (AppConfig.ready), and
-# the cluster gauges and counters must be on /metrics before the first scrape.
-def _install_metrics() -> None:
-    from django_pg_resilience.health import metrics
-
-    metrics.install()
-
-
-_install_metrics()

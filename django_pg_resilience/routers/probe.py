@@ -18,10 +18,9 @@ from typing import Any
 import psycopg
 from django.db import DatabaseError, connections
 
-from django_pg_resilience import conf
+from django_pg_resilience.backend.alias import alias_state
 from django_pg_resilience.backend.connection import ResilientConnection
 from django_pg_resilience.backoff import RetryPolicy
-from django_pg_resilience.breaker import breaker_for
 from django_pg_resilience.errors import is_failover
 from django_pg_resilience.routers.positions import parse_lsn
 from django_pg_resilience.routers.status import ReplicaStatus, replay_lag
@@ -74,7 +73,7 @@ class ProbeConnections:
 
     def measure(self, alias: str, primary_position: int | None) -> ReplicaStatus:
         """One measurement of replica ``alias`` (an unreachable one gets ``error``)."""
-        if breaker_for(alias).state != "closed":
+        if alias_state(alias).breaker.state != "closed":
             # Only a new connection through the breaker can close it again.
             self.drop(alias)
         reused = alias in self._connections
@@ -129,12 +128,10 @@ class ProbeConnections:
             return connection
         params = _probe_params(alias, self.timeout)
         if through_breaker:
-            backend = conf.backend_settings(alias)
-            connection = breaker_for(alias).call(
+            connection = alias_state(alias).breaker.call(
                 lambda _remaining: self._connect(params),
                 RetryPolicy(deadline=self.timeout, max_attempts=1).start(),
                 is_retryable=is_failover,
-                settings=backend.breaker_settings,
             )
         else:
             connection = self._connect(params)

@@ -19,7 +19,7 @@ from typing import Any
 from django.db import connections
 
 from django_pg_resilience import signals, stats
-from django_pg_resilience.breaker import breaker_for
+from django_pg_resilience.backend.alias import alias_state
 from django_pg_resilience.routers.config import RouterConfig, replica_monitor, router_config
 from django_pg_resilience.routers.context import RoutingState, current_state
 from django_pg_resilience.routers.positions import parse_lsn
@@ -47,7 +47,7 @@ def _why_not(
     status: ReplicaStatus | None, alias: str, config: RouterConfig, required: int | None
 ) -> str | None:
     """Why replica ``alias`` may not serve this read, or None when it may."""
-    if breaker_for(alias).state != "closed":
+    if alias_state(alias).breaker.state != "closed":
         return "down"
     if status is None:
         return "unmeasured"

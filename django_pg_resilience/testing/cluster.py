@@ -35,7 +35,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -703,12 +703,6 @@ class LocalCluster:
                 sql.Identifier(self.dbname), sql.Identifier(name)
             )
         )
-
-    def iter_logs(self) -> Iterator[tuple[Node, str]]:
-        """Each node with its server log (for debugging a failed test)."""
-        for node in self.nodes:
-            if node.log_file.exists():
-                yield node, node.log_file.read_text(errors="replace")
 
 
 @functools.cache

@@ -9,7 +9,8 @@ from typing import Any, Protocol
 from django.conf import settings
 from django.db import connections
 
-from django_pg_resilience.backend import ENGINE
+from django_pg_resilience.backend import ENGINE, compat
+from django_pg_resilience.backend.alias import reset as reset_alias_state
 
 __all__ = ["database_alias", "database_settings"]
 
@@ -73,12 +74,16 @@ def database_alias(alias: str, address: _Address, **kwargs: Any) -> Iterator[str
     entry = database_settings(address, **kwargs)
     settings.DATABASES[alias] = entry
     connections.settings[alias] = entry
+    # The alias's settings are resolved once per process: a name used before with
+    # other OPTIONS starts afresh.
+    reset_alias_state(alias)
     try:
         yield alias
     finally:
         with contextlib.suppress(Exception):
             connections[alias].close()
         with contextlib.suppress(AttributeError, KeyError):
-            delattr(connections._connections, alias)  # type: ignore[attr-defined]
+            compat.forget_thread_connection(alias)
         settings.DATABASES.pop(alias, None)
         connections.settings.pop(alias, None)
+        reset_alias_state(alias)

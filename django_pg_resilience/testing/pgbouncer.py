@@ -74,6 +74,7 @@ class PgBouncer:
         *,
         pool_mode: str = "transaction",
         default_pool_size: int = 20,
+        max_client_conn: int = 500,
         server_login_retry: float | None = None,
         server_connect_timeout: float | None = None,
         query_wait_timeout: float | None = None,
@@ -88,6 +89,7 @@ class PgBouncer:
         self.target = target
         self.pool_mode = pool_mode
         self.default_pool_size = default_pool_size
+        self.max_client_conn = max_client_conn
         #: The failover settings this PgBouncer is given; None leaves PgBouncer's default.
         self.settings: dict[str, float | None] = {
             "server_login_retry": server_login_retry,
@@ -132,7 +134,7 @@ class PgBouncer:
             f"auth_file = {self._dir / 'users.txt'}\n"
             f"pool_mode = {self.pool_mode}\n"
             f"default_pool_size = {self.default_pool_size}\n"
-            "max_client_conn = 500\n"
+            f"max_client_conn = {self.max_client_conn}\n"
             "admin_users = postgres\n"
             + "".join(
                 f"{name} = {value:g}\n"

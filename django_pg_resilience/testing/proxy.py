@@ -161,11 +161,6 @@ class EndpointProxy:
         self._selector.close()
 
     @property
-    def dsn_params(self) -> dict[str, Any]:
-        """``host`` and ``port`` to merge into connection parameters."""
-        return {"host": self.host, "port": self.port}
-
-    @property
     def target(self) -> tuple[str, int] | None:
         return self._target
 

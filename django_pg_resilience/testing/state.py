@@ -1,9 +1,11 @@
 """One reset for everything the package keeps per process.
 
-Breakers, known server identities, liveness results, pools waiting to be
-drained and the in-process counters all live for the life of the process, as
-they should in production. A test that plays several outages in one process
-starts each from a clean slate with :func:`reset_process_state`.
+What the package knows of each database alias (its breaker, server identity,
+liveness results, connection budget, the pool waiting to be drained) lives in
+one :class:`~django_pg_resilience.backend.alias.AliasState` per alias, for the
+life of the process, as it should in production. A test that plays several
+outages in one process starts each from a clean slate with
+:func:`reset_process_state`.
 """
 
 from __future__ import annotations
@@ -12,13 +14,9 @@ __all__ = ["reset_process_state"]
 
 
 def reset_process_state() -> None:
-    """Forget every outage, identity, liveness result and counter of this process."""
+    """Forget every alias's state (outages, identities, liveness results) and every counter."""
     from django_pg_resilience import stats
-    from django_pg_resilience.backend import base, identity, liveness
-    from django_pg_resilience.breaker import reset_breakers
+    from django_pg_resilience.backend import alias
 
-    reset_breakers()
-    identity.forget()
-    liveness.reset_monitors()
-    base._pools_to_drain.clear()
+    alias.reset()
     stats.reset()

@@ -12,7 +12,7 @@ from django.db import ProgrammingError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from django_pg_resilience import stats
-from django_pg_resilience.breaker import breaker_for
+from django_pg_resilience.backend.alias import alias_state
 from django_pg_resilience.conf import backend_settings
 from django_pg_resilience.errors import (
     CommitUnknownError,
@@ -146,7 +146,7 @@ def test_pool_exhaustion_is_load_not_an_outage(cluster: LocalCluster) -> None:
             with pytest.raises(PoolTimeout):
                 third.connect()
             elapsed = time.monotonic() - started
-            assert breaker_for("pooled").state == "closed"
+            assert alias_state("pooled").breaker.state == "closed"
             assert stats.snapshot()["pool_timeouts"]["pooled"] == 1
             assert "connect_failures" not in stats.snapshot()
             # The pool's own timeout is honoured, not replaced by the deadline.
@@ -311,7 +311,7 @@ def test_after_an_outage_the_pool_is_replaced_so_its_reconnect_backoff_adds_noth
         cluster.kill(old)
         new = cluster.promote(cluster.standbys[0])
         deadline = time.monotonic() + 30
-        while breaker_for("pooled").state != "open" or before.connect_failures < 3:
+        while alias_state("pooled").breaker.state != "open" or before.connect_failures < 3:
             assert time.monotonic() < deadline, "the outage never opened the breaker"
             with pytest.raises(Exception) as raised:
                 Item.objects.using("pooled").count()

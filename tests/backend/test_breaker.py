@@ -85,29 +85,28 @@ def test_one_caller_probes_while_the_others_wait_and_all_proceed_on_success() ->
 
 
 def test_an_old_outage_opens_the_circuit_and_callers_fail_fast_until_a_probe_succeeds() -> None:
-    breaker = CircuitBreaker("t")
+    breaker = CircuitBreaker("t", BreakerSettings(open_interval=0.3, max_interval=1.0))
     db = FakeDatabase()
     policy = RetryPolicy(deadline=0.2, base=0.01, cap=0.05)
-    settings = BreakerSettings(open_interval=0.3, max_interval=1.0)
     opened: list[dict[str, object]] = []
     closed: list[dict[str, object]] = []
     signals.breaker_opened.connect(lambda **kw: opened.append(kw), weak=False, dispatch_uid="o")
     signals.breaker_closed.connect(lambda **kw: closed.append(kw), weak=False, dispatch_uid="c")
     try:
         with pytest.raises(DatabaseUnavailable):
-            breaker.call(db.connect, policy.start(), is_retryable=retryable, settings=settings)
+            breaker.call(db.connect, policy.start(), is_retryable=retryable)
         assert breaker.state == "open"
         assert len(opened) == 1
         attempts = db.attempts
 
         with pytest.raises(DatabaseUnavailable) as raised:
-            breaker.call(db.connect, policy.start(), is_retryable=retryable, settings=settings)
+            breaker.call(db.connect, policy.start(), is_retryable=retryable)
         assert db.attempts == attempts  # failed fast: no connect attempted
         assert 0 < raised.value.retry_after <= 0.3
 
         db.up.set()
         wait_until(lambda: breaker.retry_after() == 0.0)
-        assert breaker.call(db.connect, policy.start(), is_retryable=retryable, settings=settings)
+        assert breaker.call(db.connect, policy.start(), is_retryable=retryable)
         assert breaker.state == "closed"
         assert len(closed) == 1 and closed[0]["outage"] > 0
     finally:
@@ -116,16 +115,15 @@ def test_an_old_outage_opens_the_circuit_and_callers_fail_fast_until_a_probe_suc
 
 
 def test_a_failed_probe_while_open_pushes_the_next_probe_back() -> None:
-    breaker = CircuitBreaker("t")
+    breaker = CircuitBreaker("t", BreakerSettings(open_interval=0.1, max_interval=1.0))
     db = FakeDatabase()
     policy = RetryPolicy(deadline=0.1, base=0.01, cap=0.02)
-    settings = BreakerSettings(open_interval=0.1, max_interval=1.0)
     with pytest.raises(DatabaseUnavailable):
-        breaker.call(db.connect, policy.start(), is_retryable=retryable, settings=settings)
+        breaker.call(db.connect, policy.start(), is_retryable=retryable)
     wait_until(lambda: breaker.retry_after() == 0.0)
     attempts = db.attempts
     with pytest.raises(DatabaseUnavailable) as raised:
-        breaker.call(db.connect, policy.start(), is_retryable=retryable, settings=settings)
+        breaker.call(db.connect, policy.start(), is_retryable=retryable)
     assert db.attempts == attempts + 1  # exactly one probe
     assert raised.value.retry_after > 0.1  # the interval doubled
     assert breaker.state == "open"
@@ -202,12 +200,11 @@ def test_an_outage_logs_one_error_line_however_many_callers_are_refused(
 
 def test_an_open_circuit_probes_about_once_a_second_however_long_the_outage() -> None:
     now = [0.0]
-    breaker = CircuitBreaker("t", clock=lambda: now[0], rand=lambda: 1.0)
-    settings = BreakerSettings()  # the defaults
+    breaker = CircuitBreaker("t", BreakerSettings(), clock=lambda: now[0], rand=lambda: 1.0)
     policy = RetryPolicy(deadline=4.0, clock=lambda: now[0])
     for _ in range(60):  # a minute of failed probes
-        breaker.record_failure("probe", ConnectionRefusedError(), policy.start(), settings)
+        breaker.record_failure("probe", ConnectionRefusedError(), policy.start())
         now[0] += 5.0
     assert breaker.state == "open"
-    breaker.record_failure("probe", ConnectionRefusedError(), policy.start(), settings)
+    breaker.record_failure("probe", ConnectionRefusedError(), policy.start())
     assert 0.75 <= breaker.retry_after() <= 1.0

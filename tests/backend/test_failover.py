@@ -11,7 +11,7 @@ import pytest
 from django.db import OperationalError, connections, transaction
 
 from django_pg_resilience import signals, stats
-from django_pg_resilience.breaker import breaker_for
+from django_pg_resilience.backend.alias import alias_state
 from django_pg_resilience.errors import DatabaseUnavailable, FailoverError
 from django_pg_resilience.retry import atomic_with_retry
 from django_pg_resilience.testing import LocalCluster
@@ -146,6 +146,9 @@ def test_a_long_running_worker_loop_survives_a_failover(cluster: LocalCluster) -
         finally:
             connections["ours"].close()
 
+    # Synchronous: a commit the worker saw must survive the crash (with asynchronous
+    # replication the last commits before it may be lost, which is not this test's point).
+    cluster.set_synchronous(cluster.standbys[0])
     with item_alias("ours", cluster.endpoint):
         thread = threading.Thread(target=worker)
         thread.start()
@@ -190,7 +193,7 @@ def test_threads_held_through_an_outage_read_the_new_identity_once(
     """The probe that ends the outage reads the server identity; the waiters it
     releases reconnect without reading it again (one round trip each less for
     the new primary) and the failover is reported once."""
-    from django_pg_resilience.backend import identity
+    from django_pg_resilience.backend import base, identity
 
     reads: list[int] = []
     read_identity = identity.read_identity
@@ -238,16 +241,16 @@ def test_threads_held_through_an_outage_read_the_new_identity_once(
             cluster.endpoint.point_to(None)
             cluster.kill(cluster.primary)
             new = cluster.promote(cluster.standbys[0])
-            monkeypatch.setattr(identity, "read_identity", counted_read_identity)
+            monkeypatch.setattr(base, "read_identity", counted_read_identity)
             go.set()
             # Every reader has lost its connection and waits on the breaker.
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline and not (
-                breaker_for("ours").state == "holding"
+                alias_state("ours").breaker.state == "holding"
                 and all(w.connection is None for w in wrappers)  # type: ignore[attr-defined]
             ):
                 time.sleep(0.01)
-            assert breaker_for("ours").state == "holding"
+            assert alias_state("ours").breaker.state == "holding"
             cluster.endpoint.point_to(new)
             for worker in workers:
                 worker.join(30)
@@ -345,7 +348,7 @@ def test_database_down_at_start_opens_the_breaker_and_then_fails_fast(
     with database_alias("ours", cluster.endpoint, OPTIONS=options):
         with pytest.raises(DatabaseUnavailable):
             connections["ours"].ensure_connection()
-        assert breaker_for("ours").state == "open"
+        assert alias_state("ours").breaker.state == "open"
         attempts = stats.snapshot()["connect_attempts"]["ours"]
 
         with pytest.raises(DatabaseUnavailable) as raised:

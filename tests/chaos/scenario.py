@@ -20,8 +20,7 @@ from typing import Any
 from django.core.management import call_command
 from django.test import override_settings
 
-from django_pg_resilience.backend import identity
-from django_pg_resilience.breaker import reset_breakers
+from django_pg_resilience.backend.alias import reset as reset_alias_states
 from django_pg_resilience.testing import LocalCluster, Node
 from django_pg_resilience.testing.django import database_alias
 from tests.chaos import report
@@ -112,8 +111,7 @@ def poll(predicate: Callable[[], bool], timeout: float) -> bool:
 def running_app(address: ADDRESS) -> Iterator[str]:
     """The chaos app on CHAOS_ALIAS -> ``address``, served on 127.0.0.1; yields its URL."""
     # Per-process state of the alias from an earlier scenario's cluster.
-    reset_breakers()
-    identity.forget()
+    reset_alias_states()
     with (
         database_alias(CHAOS_ALIAS, address, OPTIONS=CHAOS_OPTIONS),
         override_settings(
@@ -123,7 +121,7 @@ def running_app(address: ADDRESS) -> Iterator[str]:
         live_server() as url,
     ):
         yield url
-    reset_breakers()
+    reset_alias_states()
 
 
 def recovery_time(results: list[Result], t_fault: float) -> float | None:

@@ -17,7 +17,7 @@ import pytest
 from django.db import connections
 
 from django_pg_resilience import stats
-from django_pg_resilience.breaker import reset_breakers
+from django_pg_resilience.backend.alias import reset as reset_alias_states
 from django_pg_resilience.testing import LocalCluster
 from django_pg_resilience.testing.django import database_alias
 from tests.chaos import report
@@ -134,7 +134,7 @@ def test_reconnect_cycles_keep_memory_fds_and_connections_flat(
     endpoint = cluster.endpoint
     baseline = Baseline.take(cluster.primary)
     stats.reset()
-    reset_breakers()
+    reset_alias_states()
     warm_up = max(50, RECONNECT_CYCLES // 10)
     with database_alias("chaos_reconnect", endpoint, OPTIONS={"connect_timeout": 2}) as alias:
         connection = connections[alias]

@@ -19,7 +19,7 @@ from django.core.management import call_command
 from django.db import connections
 from django.test import Client, override_settings
 
-from django_pg_resilience.breaker import reset_breakers
+from django_pg_resilience.backend.alias import reset as reset_alias_states
 from django_pg_resilience.models import WebhookEvent
 from django_pg_resilience.testing import EndpointProxy, LocalCluster
 from django_pg_resilience.testing.django import database_alias
@@ -79,7 +79,7 @@ def test_connect_failures_never_show_the_password(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     texts: list[str] = []
-    reset_breakers()
+    reset_alias_states()
     # A wrong password, the right password to a database that is away, a missing database.
     cases: list[tuple[Any, dict[str, str]]] = [
         (pg_cluster.primary, {"PASSWORD": WRONG_PASSWORD, "USER": secret_user}),
@@ -106,7 +106,7 @@ def test_connect_failures_never_show_the_password(
     texts += [_log_text(everything_logged), captured.out, captured.err]
     assert any("password" in t.lower() for t in texts)  # the failure was about the password
     _assert_clean(texts, PASSWORD, WRONG_PASSWORD)
-    reset_breakers()
+    reset_alias_states()
 
 
 @pytest.mark.django_db

@@ -13,7 +13,7 @@ from django.db import connections
 from pytest_django.fixtures import Settings as SettingsWrapper
 
 from django_pg_resilience import stats
-from django_pg_resilience.breaker import reset_breakers
+from django_pg_resilience.backend.alias import reset as reset_alias_states
 from django_pg_resilience.routers.config import replica_monitor, reset_replica_monitor
 from django_pg_resilience.testing import EndpointProxy, LocalCluster
 from django_pg_resilience.testing.django import database_alias
@@ -37,11 +37,11 @@ def wait_for(predicate: Any, timeout: float = 20.0, what: str = "condition") -> 
 
 @pytest.fixture(autouse=True)
 def _fresh_process_state() -> Iterator[None]:
-    reset_breakers()
+    reset_alias_states()
     stats.reset()
     yield
     reset_replica_monitor()
-    reset_breakers()
+    reset_alias_states()
 
 
 @pytest.fixture(scope="module")

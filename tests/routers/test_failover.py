@@ -10,7 +10,7 @@ from django.test import Client
 from pytest_django.fixtures import Settings as SettingsWrapper
 
 from django_pg_resilience import signals, stats
-from django_pg_resilience.breaker import breaker_for
+from django_pg_resilience.backend.alias import alias_state
 from django_pg_resilience.routers import ReplicaRouter
 from django_pg_resilience.routers.config import replica_monitor
 from django_pg_resilience.testing import LocalCluster
@@ -66,7 +66,7 @@ def test_a_dead_replica_is_found_by_the_probe_and_skipped(
         measure()
         status = replica_monitor().status(REPLICA)
         assert status is not None and status.error is not None
-        assert breaker_for(REPLICA).state != "closed"
+        assert alias_state(REPLICA).breaker.state != "closed"
         attempts = stats.snapshot()["connect_attempts"].get(REPLICA, 0)
         assert ReplicaRouter().db_for_read(Item) == PRIMARY
         # Skipped without a connection attempt: nothing to wait for.
@@ -76,7 +76,7 @@ def test_a_dead_replica_is_found_by_the_probe_and_skipped(
         # Back again: the probe reconnects through the breaker and closes it.
         cluster.start(cluster.standbys[0])
         measure()
-        assert breaker_for(REPLICA).state == "closed"
+        assert alias_state(REPLICA).breaker.state == "closed"
         assert ReplicaRouter().db_for_read(Item) == REPLICA
 
 

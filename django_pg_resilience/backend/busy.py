@@ -1,0 +1,99 @@
+"""A full database is busy, not down: one log line per episode, a counter per refusal.
+
+"sorry, too many clients already" (53300) is what a *healthy* database answers in
+the first seconds after a failover, when every process of a shop reconnects at
+once; PgBouncer's limits and a pool's queue say the same. A busy refusal never
+opens the circuit breaker and never marks working connections stale; the
+caller backs off with full jitter and retries within its own deadline (see
+``busy_backoff_base`` / ``busy_backoff_cap``), and past it gets
+:class:`~django_pg_resilience.errors.DatabaseBusy`: a 503 with a short
+Retry-After.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from django_pg_resilience import stats
+from django_pg_resilience.errors import sqlstate_of
+from django_pg_resilience.server_messages import PGBOUNCER_BUSY_PHRASES
+
+__all__ = ["BusyEpisode", "busy_reason"]
+
+logger = logging.getLogger("django_pg_resilience")
+
+#: A refusal this long after the previous one starts a new episode (a new log line).
+EPISODE_GAP = 10.0
+
+
+def busy_reason(exc: BaseException) -> str:
+    """A short, secret-free label for a busy refusal: ``53300``, PgBouncer's limit, the pool's."""
+    from psycopg_pool import PoolTimeout, TooManyRequests
+
+    from django_pg_resilience.errors import DatabaseBusy, causes
+
+    for error in causes(exc):
+        if isinstance(error, TooManyRequests):
+            return "connection pool queue full (max_waiting)"
+        if isinstance(error, PoolTimeout):
+            return "connection pool timeout"
+        message = str(error).lower()
+        for phrase in PGBOUNCER_BUSY_PHRASES:
+            if phrase in message:
+                return f"PgBouncer: {phrase}"
+        if isinstance(error, DatabaseBusy) and error.__cause__ is None:
+            return "connection attempt slots of this process"
+    return sqlstate_of(exc) or "53300"
+
+
+class BusyEpisode:
+    """Busy refusals of one alias in this process: counted each, logged once per episode."""
+
+    def __init__(self, alias: str) -> None:
+        self.alias = alias
+        self._clock = time.monotonic
+        self._lock = threading.Lock()
+        self._since: float | None = None
+        self._last: float = 0.0
+        self.refusals = 0
+
+    @property
+    def active(self) -> bool:
+        """True while refusals keep coming (the last one less than EPISODE_GAP ago)."""
+        return self._since is not None and self._clock() - self._last < EPISODE_GAP
+
+    def refused(self, exc: BaseException, where: str) -> None:
+        """A connection attempt (or a pool checkout) to ``where`` (host:port) was refused: full."""
+        stats.increment("busy_errors", self.alias)
+        now = self._clock()
+        with self._lock:
+            self.refusals += 1
+            starts = self._since is None or now - self._last >= EPISODE_GAP
+            if starts:
+                self._since = now
+            self._last = now
+        if starts:
+            logger.warning(
+                "Database %r busy: connection slots exhausted on %s (%s). Not an outage: "
+                "callers back off and retry within their deadline (logged once per episode).",
+                self.alias,
+                where,
+                busy_reason(exc),
+            )
+
+    def connected(self) -> None:
+        """A connection succeeded: an episode in progress ends."""
+        if self._since is None:
+            return
+        with self._lock:
+            since, self._since = self._since, None
+            refusals, self.refusals = self.refusals, 0
+        if since is not None:
+            logger.info(
+                "Database %r accepts connections again after %.2f s busy (%d refusals).",
+                self.alias,
+                self._clock() - since,
+                refusals,
+            )
