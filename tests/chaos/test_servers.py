@@ -24,7 +24,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,13 +141,14 @@ class Clients:
         with self._lock:
             return list(self.answers)
 
-    def wait_for(self, predicate: object, timeout: float) -> bool:
+    def wait_for(self, predicate: Callable[[list[Answer]], bool], timeout: float) -> bool:
+        """Poll the answers until ``predicate`` holds; False after ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if predicate(self.snapshot()):  # type: ignore[operator]
+            if predicate(self.snapshot()):
                 return True
             time.sleep(0.05)
-        return bool(predicate(self.snapshot()))  # type: ignore[operator]
+        return predicate(self.snapshot())
 
     def _loop(self, kind: str, n: int) -> None:
         rng = random.Random(n)
@@ -204,9 +205,13 @@ def _tracebacks(log: Path) -> str:
     text = log.read_text(errors="replace")
     found = []
     for block in re.findall(r"Traceback \(most recent call last\):\n(?:[ \t].*\n)+.*", text):
-        frames = re.findall(r'File "([^"]+)", line \d+, in (\w+)', block)
+        frames = [
+            f"{Path(path).name}:{func}"
+            for path, func in re.findall(r'File "([^"]+)", line \d+, in (\w+)', block)
+            if not path.endswith("asyncio.py")  # Django's async-unsafe wrappers
+        ]
         error = block.strip().splitlines()[-1]
-        chain = " > ".join(f"{Path(path).name}:{func}" for path, func in frames[-12:])
+        chain = " > ".join(frames[-16:])
         found.append(f"{chain}\n    {error}")
     return "\n".join(dict.fromkeys(found))[:6000]
 
