@@ -1,33 +1,45 @@
 """The maintenance switch: its state, where it is kept (a file or a cache), and this
-process's view of it, re-read at most every ``MAINTENANCE_CHECK_INTERVAL``."""
+process's view of it, re-read at most every ``MAINTENANCE_CHECK_INTERVAL``.
+
+A switch that cannot be read never turns maintenance off: the process keeps
+what it last read (or answers 503 when ``MAINTENANCE_ON_WHEN_UNREADABLE``).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import json
 import logging
 import math
 import os
-import re
+import stat
 import tempfile
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
 from django_pg_resilience import conf
 
 __all__ = [
     "CACHE_KEY",
+    "DEFAULT_FILE_NAME",
     "CacheSwitch",
     "FileSwitch",
     "MaintenanceMode",
     "MaintenanceState",
     "Switch",
+    "SwitchUnreadable",
+    "acurrent_state",
     "current_state",
+    "describe_file_type",
     "maintenance_file",
     "switch",
     "turn_off",
@@ -38,6 +50,18 @@ logger = logging.getLogger("django_pg_resilience.maintenance")
 
 #: The cache key of the switch (under the cache's own KEY_PREFIX).
 CACHE_KEY = "django_pg_resilience:maintenance"
+#: The switch file's name in ``settings.BASE_DIR`` when MAINTENANCE_FILE is not set.
+DEFAULT_FILE_NAME = ".pg-resilience-maintenance"
+# Most of the file read: the command writes a few hundred bytes.
+_MAX_FILE_SIZE = 64 * 1024
+# A symlink is not followed, and a FIFO or a device opens without waiting for a peer.
+_OPEN_FLAGS = (
+    os.O_RDONLY
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_NONBLOCK", 0)
+    | getattr(os, "O_NOCTTY", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+)
 
 
 @dataclass(frozen=True)
@@ -83,77 +107,124 @@ def _default_retry_after() -> int:
     return max(1, conf.app_settings().MAINTENANCE_RETRY_AFTER)
 
 
+class SwitchUnreadable(Exception):
+    """The switch could not be read (a permission or I/O error, not a regular file)."""
+
+    def __init__(self, where: str, reason: str, *, present: bool = False) -> None:
+        super().__init__(f"{where}: {reason}")
+        self.where = where
+        self.reason = reason
+        #: A regular file is there, only its content could not be read: existence
+        #: is the switch, so maintenance is on.
+        self.present = present
+
+
 class Switch(Protocol):
-    def read(self) -> MaintenanceState | None: ...
+    def read(self) -> MaintenanceState | None:
+        """The state (None: off); raises :class:`SwitchUnreadable` when it cannot tell."""
+        ...
+
     def write(self, state: MaintenanceState) -> None: ...
     def clear(self) -> bool: ...
     def describe(self) -> str: ...
 
 
+def _project_directory() -> str | None:
+    base_dir = getattr(settings, "BASE_DIR", None)
+    if isinstance(base_dir, str | os.PathLike):
+        directory = os.fspath(base_dir)
+        if isinstance(directory, str) and directory:
+            return os.path.abspath(directory)
+    return None
+
+
 def maintenance_file() -> str:
-    """The switch file: the setting, or one per settings module in the temp directory."""
+    """The switch file: MAINTENANCE_FILE, else ``.pg-resilience-maintenance`` in BASE_DIR.
+
+    Raises ImproperlyConfigured when there is neither (``pg_resilience.E604``):
+    a shared temporary directory is no place for it, any local user could
+    turn the site on or off there.
+    """
     configured = conf.app_settings().MAINTENANCE_FILE
     if configured:
         return configured
-    module = os.environ.get("DJANGO_SETTINGS_MODULE") or "settings"
-    name = re.sub(r"[^A-Za-z0-9_.-]", "_", module)
-    return os.path.join(tempfile.gettempdir(), f"django-pg-resilience-maintenance-{name}")
+    directory = _project_directory()
+    if directory is None:
+        raise ImproperlyConfigured(
+            "The maintenance switch has no file: PG_RESILIENCE['MAINTENANCE_FILE'] is not "
+            "set and settings.BASE_DIR, where it defaults to, is not defined."
+        )
+    return os.path.join(directory, DEFAULT_FILE_NAME)
 
 
-class _FailureReport:
-    """One ERROR line when the switch cannot be read, not one per check; again after a recovery."""
+def describe_file_type(mode: int) -> str:
+    """What a non-regular file is, in words ("a symbolic link", "a FIFO", ...)."""
+    kinds = (
+        (stat.S_ISLNK, "a symbolic link"),
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    )
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
 
-    def __init__(self, where: str) -> None:
-        self.where = where
-        self.reported = False
 
-    def failed(self, exc: BaseException, consequence: str = "the site is served as usual") -> None:
-        if not self.reported:
-            self.reported = True
-            logger.error(
-                "Cannot read the maintenance switch (%s: %s); %s.",
-                self.where,
-                type(exc).__name__,
-                consequence,
-            )
+def _os_reason(exc: OSError) -> str:
+    return f"{type(exc).__name__}: {exc.strerror}" if exc.strerror else type(exc).__name__
 
-    def recovered(self) -> None:
-        self.reported = False
+
+def _identity(info: os.stat_result) -> tuple[int, int, int, int]:
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
 
 
 class FileSwitch:
-    """The switch as a file: present is on. One ``os.stat`` per read; parsed when it changed."""
+    """The switch as a regular file: present is on. One ``os.lstat`` per read; parsed
+    when it changed. Never follows a symlink nor opens anything but a regular file."""
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._seen: tuple[int, int, int] | None = None
+        self._seen: tuple[int, int, int, int] | None = None
         self._state: MaintenanceState | None = None
-        self._failing = _FailureReport(f"file {path}")
 
     def read(self) -> MaintenanceState | None:
         try:
-            info = os.stat(self.path)
+            info = os.lstat(self.path)
         except FileNotFoundError:
             return None
         except OSError as exc:
-            # The site stays up rather than down for a permission problem.
-            self._failing.failed(exc)
-            return None
-        self._failing.recovered()
-        seen = (info.st_ino, info.st_size, info.st_mtime_ns)
-        if seen != self._seen or self._state is None:
-            try:
-                with open(self.path, "rb") as file:
-                    text = file.read(64 * 1024)
-            except FileNotFoundError:
-                return None
-            except OSError as exc:
-                # It exists, and existence is the switch: on, with the defaults.
-                self._failing.failed(exc, "maintenance is on with the default Retry-After")
-                text = b""
-            self._state = MaintenanceState.from_json(text)
-            self._seen = seen
+            raise SwitchUnreadable(self.describe(), _os_reason(exc)) from None
+        self._require_regular(info)
+        if _identity(info) != self._seen or self._state is None:
+            self._state, self._seen = self._parse()
         return self._state
+
+    def _require_regular(self, info: os.stat_result) -> None:
+        if not stat.S_ISREG(info.st_mode):
+            # A FIFO would hang the reader, a directory or a link is nothing the
+            # command writes: not a switch, whoever put it there.
+            kind = describe_file_type(info.st_mode)
+            raise SwitchUnreadable(self.describe(), f"not a regular file but {kind}")
+
+    def _parse(self) -> tuple[MaintenanceState | None, tuple[int, int, int, int] | None]:
+        try:
+            fd = os.open(self.path, _OPEN_FLAGS)
+        except FileNotFoundError:
+            return None, None  # removed since the lstat: off
+        except OSError as exc:
+            # ELOOP: a symlink replaced it since the lstat. Anything else: the
+            # regular file is there, and existence is the switch.
+            present = exc.errno != errno.ELOOP
+            raise SwitchUnreadable(self.describe(), _os_reason(exc), present=present) from None
+        try:
+            info = os.fstat(fd)
+            self._require_regular(info)
+            text = os.read(fd, _MAX_FILE_SIZE)
+        except OSError as exc:
+            raise SwitchUnreadable(self.describe(), _os_reason(exc), present=True) from None
+        finally:
+            os.close(fd)
+        return MaintenanceState.from_json(text), _identity(info)
 
     def write(self, state: MaintenanceState) -> None:
         # Written aside and renamed: a process never reads half a file, and a
@@ -186,7 +257,6 @@ class CacheSwitch:
 
     def __init__(self, alias: str) -> None:
         self.alias = alias
-        self._failing = _FailureReport(f"cache {alias!r}")
 
     def _cache(self) -> Any:
         from django.core.cache import caches
@@ -197,9 +267,8 @@ class CacheSwitch:
         try:
             value = self._cache().get(CACHE_KEY)
         except Exception as exc:
-            self._failing.failed(exc)
-            return None
-        self._failing.recovered()
+            # The class only: a cache client's message can carry its URL and password.
+            raise SwitchUnreadable(self.describe(), type(exc).__name__) from None
         return None if value is None else MaintenanceState.from_json(value)
 
     def write(self, state: MaintenanceState) -> None:
@@ -242,39 +311,109 @@ class _Reader:
         self._switch: Switch | None = None
         self._checked = -math.inf
         self._state: MaintenanceState | None = None
+        # A read succeeded: _state is the last known state, kept while the switch is unreadable.
+        self._known = False
+        # The failure being reported (once, until a read succeeds again).
+        self._failure: str | None = None
 
     def forget(self) -> None:
+        """Read the switch again at the next request (this process just changed it)."""
         with self._lock:
             self._switch = None
             self._checked = -math.inf
 
+    def reset(self) -> None:
+        """Forget all of it: the settings changed, the switch may be another one."""
+        with self._lock:
+            self._switch = None
+            self._checked = -math.inf
+            self._state = None
+            self._known = False
+            self._failure = None
+
+    def _fresh(self, now: float) -> bool:
+        return now - self._checked < conf.app_settings().MAINTENANCE_CHECK_INTERVAL
+
     def state(self) -> MaintenanceState | None:
-        interval = conf.app_settings().MAINTENANCE_CHECK_INTERVAL
         now = time.monotonic()
-        if now - self._checked < interval:
+        if self._fresh(now):
             return self._state
         # One reader per process at a time; the others keep the last answer,
         # except before the first one, when there is no answer to keep.
         if not self._lock.acquire(blocking=self._checked == -math.inf):
             return self._state
         try:
-            if self._switch is None:
-                self._switch = switch()
-            state = self._switch.read()
-            if (state is None) != (self._state is None):
-                if state is None:
-                    logger.warning("Planned maintenance is over: serving the site again.")
-                else:
-                    logger.warning(
-                        "Planned maintenance is on (%s): answering 503, Retry-After %ss.",
-                        self._switch.describe(),
-                        state.retry_after,
-                    )
+            state = self._read()
+            self._log_change(state)
             self._state = state
             self._checked = now
             return state
         finally:
             self._lock.release()
+
+    async def astate(self) -> MaintenanceState | None:
+        if self._fresh(time.monotonic()) or (self._lock.locked() and self._checked != -math.inf):
+            return self._state
+        # The read (a cache round trip, a stat on a network disk) runs in a
+        # thread: never on the event loop, nor queued behind the sync views'
+        # one thread (thread_sensitive=False).
+        return await sync_to_async(self.state, thread_sensitive=False)()
+
+    def _read(self) -> MaintenanceState | None:
+        try:
+            if self._switch is None:
+                self._switch = switch()
+            state = self._switch.read()
+        except (SwitchUnreadable, ImproperlyConfigured) as exc:
+            return self._when_unreadable(exc)
+        if self._failure is not None:
+            self._failure = None
+            logger.warning(
+                "The maintenance switch is readable again (%s).", self._switch.describe()
+            )
+        self._known = True
+        return state
+
+    def _when_unreadable(self, exc: Exception) -> MaintenanceState | None:
+        present = isinstance(exc, SwitchUnreadable) and exc.present
+        state: MaintenanceState | None
+        if present or conf.app_settings().MAINTENANCE_ON_WHEN_UNREADABLE:
+            state = self._state or MaintenanceState(retry_after=_default_retry_after())
+        else:
+            state = self._state  # never silently off: what was last read holds
+        if self._failure is None:
+            self._failure = str(exc)
+            logger.error(
+                "Cannot read the maintenance switch (%s); %s.",
+                exc,
+                self._consequence(state, present=present),
+            )
+        return state
+
+    def _consequence(self, state: MaintenanceState | None, *, present: bool) -> str:
+        if present:
+            return "the file is there, so maintenance is on"
+        if self._known and state is self._state:
+            return f"maintenance stays {'off' if state is None else 'on'}, as last read"
+        if state is not None:
+            return "maintenance is on (MAINTENANCE_ON_WHEN_UNREADABLE)"
+        return (
+            "this process has not read it yet and serves the site "
+            "(MAINTENANCE_ON_WHEN_UNREADABLE = True answers 503 instead)"
+        )
+
+    def _log_change(self, state: MaintenanceState | None) -> None:
+        if (state is None) == (self._state is None):
+            return
+        if state is None:
+            logger.warning("Planned maintenance is over: serving the site again.")
+        else:
+            where = self._switch.describe() if self._switch is not None else "switch unreadable"
+            logger.warning(
+                "Planned maintenance is on (%s): answering 503, Retry-After %ss.",
+                where,
+                state.retry_after,
+            )
 
 
 _reader = _Reader()
@@ -285,9 +424,14 @@ def current_state() -> MaintenanceState | None:
     return _reader.state()
 
 
-def _forget_on_settings_change(*, setting: str, **kwargs: Any) -> None:
-    if setting in ("PG_RESILIENCE", "CACHES"):
-        _reader.forget()
+async def acurrent_state() -> MaintenanceState | None:
+    """:func:`current_state` for the event loop: a read that is due runs in a thread."""
+    return await _reader.astate()
 
 
-setting_changed.connect(_forget_on_settings_change, dispatch_uid="pg_resilience.maintenance")
+def _reset_on_settings_change(*, setting: str, **kwargs: Any) -> None:
+    if setting in ("PG_RESILIENCE", "CACHES", "BASE_DIR"):
+        _reader.reset()
+
+
+setting_changed.connect(_reset_on_settings_change, dispatch_uid="pg_resilience.maintenance")
