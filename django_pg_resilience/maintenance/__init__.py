@@ -30,22 +30,23 @@ from django_pg_resilience.maintenance.bypass import (
     take_deferred,
     usable_path_prefixes,
 )
-from django_pg_resilience.maintenance.state import (
+from django_pg_resilience.maintenance.reader import (
+    acurrent_state,
+    current_state,
+    turn_off,
+    turn_on,
+)
+from django_pg_resilience.maintenance.state import MaintenanceMode, MaintenanceState
+from django_pg_resilience.maintenance.switches import (
     CACHE_KEY,
     DEFAULT_FILE_NAME,
     CacheSwitch,
     FileSwitch,
-    MaintenanceMode,
-    MaintenanceState,
     Switch,
     SwitchUnreadable,
-    acurrent_state,
-    current_state,
     describe_file_type,
     maintenance_file,
     switch,
-    turn_off,
-    turn_on,
 )
 
 __all__ = [
