@@ -220,8 +220,8 @@ class AppSettings:
     #: A file whose existence makes /readyz answer 503 (draining, e.g. from a preStop hook).
     READINESS_DRAIN_FILE: str | None = None
     #: The path Prometheus scrapes; under PROMETHEUS_MULTIPROC_DIR a request to it
-    #: refreshes the cluster gauges first.
-    HEALTH_METRICS_PATH: str = "/metrics"
+    #: refreshes the cluster gauges first. Served during maintenance. None: no such path.
+    HEALTH_METRICS_PATH: str | None = "/metrics"
     # --- replica router ---
     #: The read/write alias the router sends writes, transactions and fallback reads to.
     REPLICA_PRIMARY: str = "default"
@@ -265,7 +265,8 @@ class AppSettings:
     HEALTH_PGBOUNCER_WAIT_CRITICAL: float = 5.0
     # --- planned maintenance (manage.py maintenance on|off|status) ---
     #: The file whose existence turns maintenance on for every process of this
-    #: machine. None: ``<temp dir>/django-pg-resilience-maintenance-<settings module>``.
+    #: machine. None: ``<settings.BASE_DIR>/.pg-resilience-maintenance`` (required
+    #: when settings has no BASE_DIR; never a shared temp directory).
     MAINTENANCE_FILE: str | None = None
     #: A CACHES alias holding the switch instead of the file (several machines or
     #: containers). Must be shared by all processes and not the database cache.
@@ -279,8 +280,14 @@ class AppSettings:
     MAINTENANCE_BYPASS_IPS: tuple[str, ...] = ()
     #: Path prefixes served during maintenance (whole segments: "/healthz" is not "/healthzz").
     MAINTENANCE_BYPASS_PATHS: tuple[str, ...] = ("/healthz", "/readyz")
-    #: Staff users get the site during maintenance (when known without the database).
+    #: Staff users get the site during maintenance (when known without the database),
+    #: read-only: GET, HEAD and OPTIONS.
     MAINTENANCE_BYPASS_STAFF: bool = True
+    #: Path prefixes (whole segments) where staff may also write during maintenance.
+    MAINTENANCE_STAFF_WRITE_PATHS: tuple[str, ...] = ()
+    #: A switch that cannot be read (permissions, I/O error, not a regular file)
+    #: keeps what the process last read; True: it means maintenance is on.
+    MAINTENANCE_ON_WHEN_UNREADABLE: bool = False
     #: Webhook views are served during maintenance; False (default): they get the
     #: bare 503 with Retry-After, and the senders retry later.
     MAINTENANCE_BYPASS_WEBHOOKS: bool = False

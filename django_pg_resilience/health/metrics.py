@@ -120,7 +120,7 @@ def _refresh_before_scrape(
         wanted = app_settings().HEALTH_METRICS_PATH
     except ImproperlyConfigured:
         return
-    if path == wanted or path == wanted.rstrip("/") + "/":
+    if wanted and (path == wanted or path == wanted.rstrip("/") + "/"):
         publish_multiprocess(_cached())
 
 
