@@ -167,6 +167,11 @@ async def acurrent_state() -> MaintenanceState | None:
     return await _reader.astate()
 
 
+def reset() -> None:
+    """Forget what this process last read of the switch (tests, a setting change)."""
+    _reader.reset()
+
+
 def _reset_on_settings_change(*, setting: str, **kwargs: Any) -> None:
     if setting in ("PG_RESILIENCE", "CACHES", "BASE_DIR"):
         _reader.reset()

@@ -14,9 +14,12 @@ __all__ = ["reset_process_state"]
 
 
 def reset_process_state() -> None:
-    """Forget every alias's state (outages, identities, liveness results) and every counter."""
+    """Forget every alias's state (outages, identities, liveness results), what the process
+    last read of the maintenance switch, and every counter."""
     from django_pg_resilience import stats
     from django_pg_resilience.backend import alias
+    from django_pg_resilience.maintenance import reader
 
     alias.reset()
+    reader.reset()
     stats.reset()
