@@ -20,6 +20,7 @@ from django.core.signals import got_request_exception
 from django.test import Client, override_settings
 
 from django_pg_resilience import signals, stats
+from django_pg_resilience.checks.webhooks import webhook_check_messages
 from django_pg_resilience.middleware import note_availability_error
 from django_pg_resilience.models import WebhookEvent
 from django_pg_resilience.testing.webhooks import (
@@ -29,7 +30,6 @@ from django_pg_resilience.testing.webhooks import (
     standard_webhooks_request,
 )
 from django_pg_resilience.webhooks import views as webhook_views
-from django_pg_resilience.webhooks.checks import webhook_check_messages
 from tests.live_server import live_server
 from tests.testapp.models import Item
 from tests.webhooks.views import GITHUB_SECRET, SHOPIFY_SECRET, WhitespaceSecretShopify, calls
