@@ -20,6 +20,7 @@ __all__ = [
     "replica_promoted",
     "replica_read",
     "retries_exhausted",
+    "webhook_body_replayed",
     "webhook_duplicate",
     "webhook_failed",
     "webhook_received",
@@ -57,6 +58,13 @@ webhook_duplicate = Signal()
 
 #: A webhook's handler raised or ran out of attempts. kwargs: source, key, topic, error.
 webhook_failed = Signal()
+
+#: A webhook body already stored for the source under another account or topic
+#: arrived: a sender firing several topics with one body, or a captured body
+#: replayed under a new topic. kwargs: source, key, topic, account, outcome
+#: ("processed" or "queued": a new event, flagged ``body_replayed``; "duplicate"
+#: under the view's ``dedup_body_strict``).
+webhook_body_replayed = Signal()
 
 #: The replica router sent a read to a replica. kwargs: alias (the replica).
 replica_read = Signal()

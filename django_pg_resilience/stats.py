@@ -119,6 +119,11 @@ METRICS: dict[str, tuple[str, str, str]] = {
         "Duplicate deliveries answered 503 because the first was still being processed.",
         "source",
     ),
+    "webhooks_body_replays": (
+        "counter",
+        "Webhook bodies already stored for the source under another account or topic.",
+        "source",
+    ),
     "maintenance_responses": (
         "counter",
         "503s answered because of planned maintenance, by kind (html, json, webhook).",

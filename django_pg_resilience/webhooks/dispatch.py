@@ -76,10 +76,17 @@ def _call(dispatcher: Dispatcher, pk: int, delivery: Delivery) -> None:
         )
 
 
-def hand_over(view: Any, delivery: Delivery, using: str) -> None:
-    """Call the view's ``dispatch_to`` with the queued event's pk once its row commits."""
+def hand_over(view: Any, delivery: Delivery, using: str, pk: int | None = None) -> None:
+    """Call the view's ``dispatch_to`` with the queued event's pk once its row commits.
+
+    ``pk``: the event's id when the caller knows it (the insert returned it):
+    not read back.
+    """
     dispatcher = _dispatcher_of(view)
     if dispatcher is None:
+        return
+    if pk is not None:
+        transaction.on_commit(functools.partial(_call, dispatcher, pk, delivery), using=using)
         return
     try:
         pk = (
