@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import io
 import json
 import logging
 import math
@@ -30,6 +29,7 @@ from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
 from django_pg_resilience import conf, signals, stats
+from django_pg_resilience.backend import compat
 from django_pg_resilience.errors import is_availability_error
 from django_pg_resilience.models import WebhookEvent
 from django_pg_resilience.unavailable import (
@@ -175,7 +175,7 @@ class IdempotentWebhookView(View):
         view = csrf_exempt(super().as_view(**initkwargs))
         # Read by the 503 middleware: webhooks get the JSON 503 the view itself sends.
         setattr(view, BARE_503_ATTRIBUTE, True)
-        view._non_atomic_requests = _EveryAlias()  # type: ignore[attr-defined]
+        compat.exempt_from_atomic_requests(view, _EveryAlias())
         return view
 
     # --- override points -----------------------------------------------------
@@ -277,10 +277,10 @@ class IdempotentWebhookView(View):
         Django bounds that only while DATA_UPLOAD_MAX_MEMORY_SIZE is set; a
         chunked request has no Content-Length to refuse up front.
         """
-        if hasattr(request, "_body"):
+        if compat.body_already_read(request):
             body: bytes = request.body  # read already (a test client, a middleware)
         else:
-            if request._read_started:  # type: ignore[attr-defined]
+            if compat.request_read_started(request):
                 raise RawPostDataException
             try:
                 body = request.read(limit + 1)
@@ -288,8 +288,7 @@ class IdempotentWebhookView(View):
                 raise UnreadablePostError(*exc.args) from exc
             if len(body) <= limit:
                 # What request.body would have done: keep it for verify() and handle().
-                request._body = body
-                request._stream = io.BytesIO(body)
+                compat.keep_request_body(request, body)
         if len(body) > limit:
             raise WebhookRejected(413, "body_too_large")
         return body
