@@ -213,6 +213,10 @@ class AppSettings:
     #: Seconds a client's write position is kept; past it, MAX_REPLICA_LAG alone
     #: bounds what the client reads.
     READ_YOUR_WRITES_MAX_AGE: float = 300.0
+    #: The cookie's Secure flag. None (default): as the site's own cookies
+    #: (SESSION_COOKIE_SECURE or CSRF_COOKIE_SECURE), or when the request is https;
+    #: True: always; False: only when the request is https.
+    READ_YOUR_WRITES_COOKIE_SECURE: bool | None = None
 
     # --- provider node metrics and PgBouncer ---
     #: Read the DigitalOcean nodes' CPU, memory and disk use from the cluster's
@@ -259,9 +263,13 @@ _BACKEND_FIELDS = {f.name: f for f in dataclasses.fields(BackendSettings)}
 _APP_FIELDS = {f.name: f for f in dataclasses.fields(AppSettings)}
 
 
+#: Settings that are True, False or None (None: decided from other settings).
+_OPTIONAL_BOOLS = frozenset({"read_write", "read_your_writes_cookie_secure"})
+
+
 def _coerce(owner: str, name: str, value: Any, default: Any) -> Any:
     """Check ``value`` against the type of ``default``; say how to fix it if wrong."""
-    if isinstance(default, bool) or (default is None and name.lower() == "read_write"):
+    if isinstance(default, bool) or (default is None and name.lower() in _OPTIONAL_BOOLS):
         ok = isinstance(value, bool) or value is None
         expected_text = "True or False"
     elif isinstance(default, int):
