@@ -180,8 +180,19 @@ class AppSettings:
 
     # --- health endpoints and metrics ---
     #: Seconds the cluster report is reused by /readyz, /healthz/cluster and /metrics:
-    #: at most one probe round per period per process, whatever the traffic.
+    #: at most one probe round per period per process, whatever the traffic (never
+    #: more than one a second, whatever this says).
     HEALTH_CACHE_SECONDS: float = 5.0
+    #: Seconds after which a cluster report vouches for nothing: past it (rounds that
+    #: fail, or hang), the endpoints say UNKNOWN and an enforced readiness check fails.
+    HEALTH_MAX_REPORT_AGE: float = 30.0
+    #: Seconds the endpoints' rounds reuse the DigitalOcean API's answer (each asking
+    #: costs 2-4 requests of the token's 5,000 an hour); manage.py health always asks.
+    DIGITALOCEAN_CACHE_SECONDS: float = 60.0
+    #: Whether the cluster gauges on /metrics carry names (hosts, standbys, replication
+    #: slots, the cluster UUID) or pseudonyms: "token" (names only for a scrape that
+    #: carries HEALTH_TOKEN), "always" (a /metrics only the operator can reach), "never".
+    HEALTH_METRICS_NAMES: str = "token"
     #: Cluster checks whose CRITICAL or UNKNOWN makes /readyz answer 503 (e.g.
     #: ``("reachable",)``; ``"cluster"`` for the overall status). Empty (default):
     #: the database's state is reported by /readyz, never enforced.

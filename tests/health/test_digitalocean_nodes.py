@@ -160,6 +160,7 @@ def provider(
         "DIGITALOCEAN_API_URL": fake.api.url,
         "DIGITALOCEAN_CLUSTER": CLUSTER,
         "DIGITALOCEAN_METRICS_CA": str(ca_file),
+        "HEALTH_METRICS_NAMES": "always",  # /metrics is the operator's alone here
     }
     yield fake
     fake.close()
