@@ -179,7 +179,8 @@ def round_wait() -> float:
 
 
 def cluster_report(wait: float | None = None, *, fresh: bool = False) -> CachedReport:
-    """The process's cluster report, at most ``HEALTH_CACHE_SECONDS`` old when one can be had.
+    """The process's cluster report, at most ``HEALTH_CACHE_SECONDS`` old (never more than
+    ``HEALTH_MAX_REPORT_AGE``) when one can be had.
 
     ``wait`` defaults to :func:`round_wait`; 0 never waits (the report of an
     earlier round, or none, while a new one runs in the background). ``fresh``
@@ -187,7 +188,9 @@ def cluster_report(wait: float | None = None, *, fresh: bool = False) -> CachedR
     old. The answer is ``expired`` past ``HEALTH_MAX_REPORT_AGE``.
     """
     settings = app_settings()
-    max_age = MIN_ROUND_INTERVAL if fresh else settings.HEALTH_CACHE_SECONDS
+    # Never reused past the age where it expires: it would stay UNKNOWN until then.
+    reuse = min(settings.HEALTH_CACHE_SECONDS, settings.HEALTH_MAX_REPORT_AGE)
+    max_age = MIN_ROUND_INTERVAL if fresh else reuse
     cached = _cache.get(
         max_age,
         round_wait() if wait is None else wait,

@@ -202,3 +202,24 @@ def test_an_anonymous_scrape_sees_pseudonyms_and_the_token_holder_names(
 def _slots(scrape: Any) -> set[str]:
     named = cluster_labels(scrape(Authorization=f"Bearer {HEALTH_TOKEN}"))
     return named.get("slot", set())
+
+
+def test_a_cache_longer_than_the_report_age_does_not_keep_an_expired_report(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.ROOT_URLCONF = "tests.health.metrics_urls"
+    settings.PG_RESILIENCE = {"HEALTH_CACHE_SECONDS": 600.0, "HEALTH_MAX_REPORT_AGE": 30.0}
+    computed: list[Any] = []
+
+    def compute() -> Any:
+        computed.append(ok_report())
+        return computed[-1]
+
+    clock = FakeClock()
+    monkeypatch.setattr(report_cache._cache, "_compute", compute)
+    monkeypatch.setattr(report_cache._cache, "_clock", clock)
+    report_cache._cache.clear()
+    assert Client().get("/healthz/cluster").status_code == 200
+    clock.now += 31  # the report expired long before HEALTH_CACHE_SECONDS would renew it
+    assert Client().get("/healthz/cluster").status_code == 200
+    assert len(computed) == 2
