@@ -211,8 +211,19 @@ class AppSettings:
 
     # --- health endpoints and metrics ---
     #: Seconds the cluster report is reused by /readyz, /healthz/cluster and /metrics:
-    #: at most one probe round per period per process, whatever the traffic.
+    #: at most one probe round per period per process, whatever the traffic (never
+    #: more than one a second, whatever this says).
     HEALTH_CACHE_SECONDS: float = 5.0
+    #: Seconds after which a cluster report vouches for nothing: past it (rounds that
+    #: fail, or hang), the endpoints say UNKNOWN and an enforced readiness check fails.
+    HEALTH_MAX_REPORT_AGE: float = 30.0
+    #: Seconds the endpoints' rounds reuse the DigitalOcean API's answer (each asking
+    #: costs 2-4 requests of the token's 5,000 an hour); manage.py health always asks.
+    DIGITALOCEAN_CACHE_SECONDS: float = 60.0
+    #: Whether the cluster gauges on /metrics carry names (hosts, standbys, replication
+    #: slots, the cluster UUID) or pseudonyms: "token" (names only for a scrape that
+    #: carries HEALTH_TOKEN), "always" (a /metrics only the operator can reach), "never".
+    HEALTH_METRICS_NAMES: str = "token"
     #: Cluster checks whose CRITICAL or UNKNOWN makes /readyz answer 503 (e.g.
     #: ``("reachable",)``; ``"cluster"`` for the overall status). Empty (default):
     #: the database's state is reported by /readyz, never enforced.
@@ -244,6 +255,10 @@ class AppSettings:
     #: Seconds a client's write position is kept; past it, MAX_REPLICA_LAG alone
     #: bounds what the client reads.
     READ_YOUR_WRITES_MAX_AGE: float = 300.0
+    #: The cookie's Secure flag. None (default): as the site's own cookies
+    #: (SESSION_COOKIE_SECURE or CSRF_COOKIE_SECURE), or when the request is https;
+    #: True: always; False: only when the request is https.
+    READ_YOUR_WRITES_COOKIE_SECURE: bool | None = None
 
     # --- provider node metrics and PgBouncer ---
     #: Read the DigitalOcean nodes' CPU, memory and disk use from the cluster's
@@ -297,9 +312,13 @@ _BACKEND_FIELDS = {f.name: f for f in dataclasses.fields(BackendSettings)}
 _APP_FIELDS = {f.name: f for f in dataclasses.fields(AppSettings)}
 
 
+#: Settings that are True, False or None (None: decided from other settings).
+_OPTIONAL_BOOLS = frozenset({"read_write", "read_your_writes_cookie_secure"})
+
+
 def _coerce(owner: str, name: str, value: Any, default: Any) -> Any:
     """Check ``value`` against the type of ``default``; say how to fix it if wrong."""
-    if isinstance(default, bool) or (default is None and name.lower() == "read_write"):
+    if isinstance(default, bool) or (default is None and name.lower() in _OPTIONAL_BOOLS):
         ok = isinstance(value, bool) or value is None
         expected_text = "True or False"
     elif isinstance(default, int):

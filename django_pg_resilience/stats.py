@@ -74,6 +74,17 @@ METRICS: dict[str, tuple[str, str, str]] = {
         "Connections the health checks opened to a database node.",
         "node",
     ),
+    "health_rounds": (
+        "counter",
+        "Probe rounds of the cluster report behind the health endpoints and /metrics, by "
+        "trigger (scheduled: the report expired; forced: a token holder asked).",
+        "trigger",
+    ),
+    "digitalocean_api_requests": (
+        "counter",
+        "Requests sent to the DigitalOcean API and the cluster's metrics endpoints, by kind.",
+        "kind",
+    ),
     "replica_reads": ("counter", "Reads the router sent to a replica.", "alias"),
     "primary_fallback_reads": (
         "counter",
