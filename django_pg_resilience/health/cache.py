@@ -199,6 +199,11 @@ def cluster_report(wait: float | None = None, *, fresh: bool = False) -> CachedR
     return cached.expire_after(settings.HEALTH_MAX_REPORT_AGE)
 
 
+def forget() -> None:
+    """Drop the cached cluster report (tests, a setting change)."""
+    _cache.clear()
+
+
 @receiver(setting_changed)
 def _forget(*, setting: str, **kwargs: Any) -> None:
     if setting in ("PG_RESILIENCE", "DATABASES"):
