@@ -106,6 +106,16 @@ METRICS: dict[str, tuple[str, str, str]] = {
         "Duplicate deliveries answered 503 because the first was still being processed.",
         "source",
     ),
+    "job_outage_retries": (
+        "counter",
+        "Background jobs sent back to the queue because the database was unavailable.",
+        "task",
+    ),
+    "jobs_parked": (
+        "counter",
+        "Background jobs parked after their outage budget ran out (see the admin's parked jobs).",
+        "task",
+    ),
     "maintenance_responses": (
         "counter",
         "503s answered because of planned maintenance, by kind (html, json, webhook).",
