@@ -108,6 +108,7 @@ def process_event(
     using: str | None = None,
     max_attempts: int | None = None,
     backoff: float | None = None,
+    give_back: int | None = None,
 ) -> Processed | None:
     """Run the handler of event ``pk`` under the worker's lease; None when there is nothing to do.
 
@@ -118,10 +119,22 @@ def process_event(
     event another worker holds comes back as ``processing``, with the time its
     lease ends as ``next_attempt_at``: ask again then. Only an error of this
     worker's own connection propagates, for the queue to retry.
+
+    An outage does not count as an attempt (see :mod:`.worker`): when one
+    interrupts the handler while the database is away, the error is
+    :class:`~.worker.AttemptInterrupted`; pass its ``attempts`` as
+    ``give_back`` to the retry, which hands the attempt back first.
     """
     from django_pg_resilience.webhooks import worker
 
     alias = using or router.db_for_write(WebhookEvent) or DEFAULT_DB_ALIAS
+    if give_back is not None:
+        try:
+            worker.give_back(alias, pk, give_back)
+        except Exception as exc:
+            if not is_availability_error(exc):
+                raise
+            raise worker.AttemptInterrupted(pk, give_back, alias=alias) from exc
     settings = conf.app_settings()
     status = worker.process_one(
         alias,

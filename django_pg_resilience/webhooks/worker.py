@@ -15,12 +15,22 @@ failed. A worker that died leaves its lease; once ``locked_until`` passes,
 another worker takes the event (or fails it if it has no attempts left). Only
 an error of the worker's own connection (the failure cannot be recorded)
 propagates.
+
+An outage is not an attempt: when the handler's transaction fails because a
+database is unavailable (down, busy, an uncertain commit), the attempt is given
+back (``attempts - 1``, ``pending``, due now) and the error propagates, so the
+caller waits the outage out instead of burning the event's attempts. If the
+worker's own database is the one away, the attempt cannot be given back yet:
+:class:`AttemptInterrupted` carries it, and the caller gives it back with
+:func:`give_back` once the database answers (``process_webhooks`` does it on
+its next pass, the Celery task on its retry).
 """
 
 from __future__ import annotations
 
 import datetime
 import logging
+import random
 from dataclasses import dataclass
 
 from django.db import transaction
@@ -29,10 +39,19 @@ from django.utils import timezone
 
 from django_pg_resilience import conf, signals, stats
 from django_pg_resilience.backoff import RetryPolicy
+from django_pg_resilience.errors import DatabaseUnavailable, is_availability_error
 from django_pg_resilience.models import WebhookEvent
 from django_pg_resilience.webhooks import processing
 
-__all__ = ["WorkerResult", "backoff_delay", "process_due", "process_one"]
+__all__ = [
+    "AttemptInterrupted",
+    "WorkerResult",
+    "backoff_delay",
+    "give_back",
+    "outage_wait",
+    "process_due",
+    "process_one",
+]
 
 logger = logging.getLogger("django_pg_resilience.webhooks")
 
@@ -43,6 +62,55 @@ MAX_BACKOFF = 3600.0
 
 #: ``last_error`` of an event whose worker stopped while handling it.
 LEASE_EXPIRED = "the worker stopped while handling this event (its lease expired)"
+#: ``last_error`` of an event whose attempt an outage interrupted (not counted).
+GIVEN_BACK = "the database was unavailable during this attempt; it was not counted"
+
+#: Seconds a worker waits between two tries while the database is away: at
+#: most one try a second, and back within the cap of the database answering.
+OUTAGE_WAIT = (1.0, 1.5)
+
+
+class AttemptInterrupted(DatabaseUnavailable):
+    """An outage interrupted attempt ``attempts`` of event ``pk``, and the database is away.
+
+    Give it back with :func:`give_back` once the database answers; until then
+    the event stays leased (``processing``), and if no one gives it back its
+    lease expires as if its worker had died (the attempt then counts).
+    """
+
+    def __init__(self, pk: int, attempts: int, *, alias: str) -> None:
+        super().__init__(
+            f"the database went away during attempt {attempts} of webhook event {pk}; "
+            "give the attempt back once it answers",
+            alias=alias,
+        )
+        self.pk = pk
+        self.attempts = attempts
+
+
+def outage_wait() -> float:
+    """Seconds to wait before the next try while the database is away (jittered)."""
+    return random.uniform(*OUTAGE_WAIT)
+
+
+def give_back(using: str, pk: int, attempts: int, error: str = GIVEN_BACK) -> bool:
+    """Hand back attempt ``attempts`` of event ``pk``, if the event still holds it.
+
+    The event becomes ``pending`` and due now, with one attempt fewer. False
+    when another worker has taken it since (its lease expired) or it is done.
+    """
+    updated = (
+        WebhookEvent.objects.using(using)
+        .filter(pk=pk, status=Status.PROCESSING, attempts=attempts)
+        .update(
+            status=Status.PENDING,
+            attempts=max(attempts - 1, 0),
+            locked_until=None,
+            next_attempt_at=timezone.now(),
+            last_error=error,
+        )
+    )
+    return bool(updated)
 
 
 @dataclass
@@ -151,10 +219,31 @@ def process_one(
             processing.run_handler(held, view.handle, using, count_attempt=False)
         return Status(Status.SUCCEEDED)
     except Exception as exc:
-        # Whatever the handler raised, for whichever database: the attempt is
-        # recorded. If this worker's own connection is gone, recording fails
+        if is_availability_error(exc):
+            _give_back_after(exc, event, secrets, using)
+        # Whatever else the handler raised, for whichever database: the attempt
+        # is recorded. If this worker's own connection is gone, recording fails
         # and that error propagates (the lease keeps the attempt counted).
         return _record_attempt_failure(event, exc, secrets, using, max_attempts, backoff)
+
+
+def _give_back_after(exc: Exception, event: WebhookEvent, secrets: list[str], using: str) -> None:
+    """An outage is not the event's fault: give the attempt back, then let ``exc`` propagate."""
+    error = f"{GIVEN_BACK}: {processing.describe_error(exc, secrets)}"
+    try:
+        give_back(using, event.pk, event.attempts, error)
+    except Exception as give_back_error:
+        if not is_availability_error(give_back_error):
+            raise
+        raise AttemptInterrupted(event.pk, event.attempts, alias=using) from exc
+    logger.warning(
+        "webhook %s %s: attempt %d interrupted by an outage (%s); not counted",
+        event.source,
+        event.key,
+        event.attempts,
+        type(exc).__name__,
+    )
+    raise exc
 
 
 def _record_attempt_failure(

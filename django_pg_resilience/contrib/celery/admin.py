@@ -40,7 +40,7 @@ class ParkedJobAdmin(admin.ModelAdmin):
     @admin.action(description=_("Replay selected parked jobs now"), permissions=["replay"])
     def replay_selected(self, request: HttpRequest, queryset: QuerySet[ParkedJob]) -> None:
         """Send each selected job again, once; its job key keeps the effect exactly-once."""
-        result = replay(queryset.values_list("pk", flat=True))
+        result = replay(queryset.values_list("pk", flat=True), using=queryset.db)
         for pk, error in result.errors.items():
             self.message_user(request, f"parked job {pk}: {error}", messages.ERROR)
         if result.sent:

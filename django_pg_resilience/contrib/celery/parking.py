@@ -149,15 +149,20 @@ def _send(job: ParkedJob, app: Any) -> str:
     return str(result.id)
 
 
-def replay(jobs: Iterable[ParkedJob] | Iterable[int], *, app: Any = None) -> ReplayResult:
+def replay(
+    jobs: Iterable[ParkedJob] | Iterable[int], *, using: str | None = None, app: Any = None
+) -> ReplayResult:
     """Send each parked job again as a new task (a new outage budget); mark it replayed.
 
     Each row is locked while its task is sent, so two operators replaying at
     once send it once. A row whose sending failed (the broker is down) stays
     unreplayed. If the mark fails to commit after the task was sent, a second
     replay sends it again: the job key makes the second run a no-op.
+
+    ``using``: the database of the parked jobs (default: the router's choice);
+    ``app``: the Celery app to send with (default: the current one).
     """
-    alias = _alias()
+    alias = using or _alias()
     result = ReplayResult()
     pks = [job.pk if isinstance(job, ParkedJob) else int(job) for job in jobs]
     for pk in pks:
