@@ -91,66 +91,64 @@ def test_order_jobs_ride_through_a_90_second_failover_and_a_killed_worker_proces
     assert keys == len(orders)
 
 
-def cut_and_send(
-    jobs_cluster: LocalCluster, orders: list[int], queue: str, outage: float
-) -> tuple[list[tuple[int, AsyncResult]], float]:
-    """Cut the endpoint, send each order (and a fifth again), restore it ``outage`` s later."""
-    endpoint = jobs_cluster.endpoint
-    endpoint.point_to(None)
-    cut = time.monotonic()
+def send(orders: list[int], queue: str) -> list[tuple[int, AsyncResult]]:
+    """Each order once, a fifth of them twice, to ``queue``."""
     sent = []
     for order in orders:
         sent.append((order, place_order.apply_async((order,), queue=queue)))
         if order % 5 == 0:
             sent.append((order, place_order.apply_async((order,), queue=queue)))
-    time.sleep(max(0.0, cut + outage - time.monotonic()))
-    endpoint.point_to(jobs_cluster.primary)
-    return sent, cut
+    return sent
 
 
-def test_a_budget_longer_than_the_outage_loses_nothing(
+def test_a_budget_longer_than_the_outage_loses_nothing_and_a_shorter_one_parks_for_replay(
     start_worker: StartWorker, jobs_cluster: LocalCluster
 ) -> None:
-    orders = list(range(1, 61))
-    settings = {"JOB_OUTAGE_BUDGET": 30, "JOB_OUTAGE_RETRY_CAP": 4}
-    with start_worker(settings=settings, queue="roomy") as worker:
-        wait_ready(worker, queue="roomy")
-        sent, _ = cut_and_send(jobs_cluster, orders, "roomy", SCALED_OUTAGE)
-        wait_done([result for _, result in sent], worker, 60)
-        log = worker.tail(100_000)
-    states = Counter(result.state for _, result in sent)
-    assert states == Counter({"SUCCESS": len(sent)}), f"{states}\n{log}"
-    counts = rows_by_order(jobs_cluster.primary)
-    assert counts == Counter(orders), lost_and_duplicated(orders, counts)
-    assert not ParkedJob.objects.using(JOBS_ALIAS).exists()
+    # Two workers, one outage: "roomy" has a 30 s budget, "tight" 10 s; the cut lasts 20 s.
+    roomy_orders, tight_orders = list(range(1, 61)), list(range(1001, 1041))
+    roomy_settings = {"JOB_OUTAGE_BUDGET": 30, "JOB_OUTAGE_RETRY_CAP": 4}
+    tight_settings = {"JOB_OUTAGE_BUDGET": 10, "JOB_OUTAGE_RETRY_CAP": 4}
+    endpoint = jobs_cluster.endpoint
+    with (
+        start_worker(settings=roomy_settings, queue="roomy") as roomy,
+        start_worker(settings=tight_settings, queue="tight") as tight,
+    ):
+        wait_ready(roomy, queue="roomy")
+        wait_ready(tight, queue="tight")
+        endpoint.point_to(None)
+        cut = time.monotonic()
+        roomy_sent, tight_sent = send(roomy_orders, "roomy"), send(tight_orders, "tight")
+        time.sleep(max(0.0, cut + SCALED_OUTAGE - time.monotonic()))  # the outage itself
+        endpoint.point_to(jobs_cluster.primary)
+        roomy_results = [result for _, result in roomy_sent]
+        tight_results = [result for _, result in tight_sent]
+        wait_done(roomy_results, roomy, 60)
+        wait_done(tight_results, tight, 60)
 
-
-def test_a_budget_shorter_than_the_outage_parks_the_jobs_and_a_replay_runs_each_once(
-    start_worker: StartWorker, jobs_cluster: LocalCluster
-) -> None:
-    orders = list(range(1001, 1041))
-    settings = {"JOB_OUTAGE_BUDGET": 10, "JOB_OUTAGE_RETRY_CAP": 4}
-    with start_worker(settings=settings, queue="tight") as worker:
-        wait_ready(worker, queue="tight")
-        sent, _ = cut_and_send(jobs_cluster, orders, "tight", SCALED_OUTAGE)
-        results = [result for _, result in sent]
-        wait_done(results, worker, 60)
-        states = Counter(result.state for result in results)
-        assert states == Counter({"FAILURE": len(sent)}), f"{states}\n{worker.tail()}"
-        assert all(isinstance(result.result, OutageBudgetExceeded) for result in results)
-        # Not lost: each sent task is parked, with what it needs to run again.
+        # Budget 30 s: every job took effect once, none failed, none parked.
+        states = Counter(result.state for result in roomy_results)
+        assert states == Counter({"SUCCESS": len(roomy_sent)}), f"{states}\n{roomy.tail()}"
+        # Budget 10 s: every job failed with its own exception, and is parked, not lost.
+        states = Counter(result.state for result in tight_results)
+        assert states == Counter({"FAILURE": len(tight_sent)}), f"{states}\n{tight.tail()}"
+        assert all(isinstance(result.result, OutageBudgetExceeded) for result in tight_results)
         parked = ParkedJob.objects.using(JOBS_ALIAS)
-        assert sorted(parked.values_list("task_id", flat=True)) == sorted(r.id for r in results)
-        assert Counter(job.args[0] for job in parked) == Counter(order for order, _ in sent)
+        assert sorted(parked.values_list("task_id", flat=True)) == sorted(
+            result.id for result in tight_results
+        )
+        assert Counter(job.args[0] for job in parked) == Counter(o for o, _ in tight_sent)
         assert all(job.queue == "tight" and "Database" in job.last_error for job in parked)
-        assert rows_by_order(jobs_cluster.primary) == Counter()
-        # One order already took effect some other way: its replay must be a no-op.
-        assert place_order.apply_async((orders[0],), queue="tight").get(timeout=30)
+        counts = rows_by_order(jobs_cluster.primary)
+        assert counts == Counter(roomy_orders), lost_and_duplicated(roomy_orders, counts)
+
+        # One parked order takes effect some other way first: its replay must be a no-op.
+        assert place_order.apply_async((tight_orders[0],), queue="tight").get(timeout=30)
         outcome = parking.replay(list(parked), using=JOBS_ALIAS, app=app)
-        assert not outcome.errors and len(outcome.sent) == len(sent)
+        assert not outcome.errors and len(outcome.sent) == len(tight_sent)
         replays = [AsyncResult(task_id, app=app) for task_id in outcome.sent.values()]
-        wait_done(replays, worker, 60)
-    assert Counter(result.state for result in replays) == Counter({"SUCCESS": len(sent)})
+        wait_done(replays, tight, 60)
+    assert Counter(result.state for result in replays) == Counter({"SUCCESS": len(tight_sent)})
+    orders = roomy_orders + tight_orders
     counts = rows_by_order(jobs_cluster.primary)
     assert counts == Counter(orders), lost_and_duplicated(orders, counts)
     assert not parked.filter(replayed_at=None).exists()
