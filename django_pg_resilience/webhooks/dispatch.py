@@ -25,7 +25,14 @@ from django_pg_resilience.errors import is_availability_error
 from django_pg_resilience.models import WebhookEvent
 from django_pg_resilience.webhooks.processing import Delivery
 
-__all__ = ["Dispatcher", "Processed", "hand_over", "process_event", "seconds_until_due"]
+__all__ = [
+    "Dispatcher",
+    "Processed",
+    "give_back_attempt",
+    "hand_over",
+    "process_event",
+    "seconds_until_due",
+]
 
 logger = logging.getLogger("django_pg_resilience.webhooks")
 
@@ -129,12 +136,7 @@ def process_event(
 
     alias = using or router.db_for_write(WebhookEvent) or DEFAULT_DB_ALIAS
     if give_back is not None:
-        try:
-            worker.give_back(alias, pk, give_back)
-        except Exception as exc:
-            if not is_availability_error(exc):
-                raise
-            raise worker.AttemptInterrupted(pk, give_back, alias=alias) from exc
+        give_back_attempt(pk, give_back, using=alias)
     settings = conf.app_settings()
     status = worker.process_one(
         alias,
@@ -151,6 +153,23 @@ def process_event(
     if row is None or (status is None and row[0] != Status.PROCESSING):
         return None  # unknown, or already processed
     return Processed(pk, str(row[0]), row[1])
+
+
+def give_back_attempt(pk: int, attempts: int, *, using: str | None = None) -> bool:
+    """Hand back attempt ``attempts`` of event ``pk`` that an outage interrupted (see ``.worker``).
+
+    False when the event no longer holds it. While the database is still away,
+    raises :class:`~.worker.AttemptInterrupted` carrying it again.
+    """
+    from django_pg_resilience.webhooks import worker
+
+    alias = using or router.db_for_write(WebhookEvent) or DEFAULT_DB_ALIAS
+    try:
+        return worker.give_back(alias, pk, attempts)
+    except Exception as exc:
+        if not is_availability_error(exc):
+            raise
+        raise worker.AttemptInterrupted(pk, attempts, alias=alias) from exc
 
 
 def seconds_until_due(processed: Processed) -> float:

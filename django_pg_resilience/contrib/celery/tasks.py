@@ -111,12 +111,16 @@ def _in_a_queue(request: Any) -> bool:
     return not (request.called_directly or request.is_eager)
 
 
-def park_if_past_budget(task: Task, *, key: str = "") -> None:
-    """Park the job (and fail it) when its outage budget ran out before this try."""
+def park_if_past_budget(task: Task, *, key: str = "", kwargs: Any = None) -> None:
+    """Park the job (and fail it) when its outage budget ran out before this try.
+
+    ``kwargs``: the task's keyword arguments to park (and to retry parking
+    with), if not the message's own.
+    """
     request = task.request
     since = outage_since(request)
     if since is not None and _in_a_queue(request) and outage_policy().exhausted(since):
-        _park(task, since, key, None)
+        _park(task, since, key, None, kwargs)
 
 
 def retry_on_outage(task: Task, exc: Exception, *, key: str = "", kwargs: Any = None) -> None:
@@ -133,7 +137,7 @@ def retry_on_outage(task: Task, exc: Exception, *, key: str = "", kwargs: Any = 
     if since is None:
         since = policy.clock()
     if policy.exhausted(since):
-        _park(task, since, key, exc)
+        _park(task, since, key, exc, kwargs)
     countdown = policy.countdown(since)
     stats.increment("job_outage_retries", task.name)
     logger.warning(
@@ -174,7 +178,9 @@ def _send_back(
     return Retry(exc=exc, when=countdown, sig=signature)
 
 
-def _park(task: Task, since: float, key: str, exc: BaseException | None) -> NoReturn:
+def _park(
+    task: Task, since: float, key: str, exc: BaseException | None, kwargs: Any = None
+) -> NoReturn:
     """Write the parked row and fail the job; if that database is away too, come back later."""
     from django_pg_resilience.contrib.celery.parking import describe_error, park
 
@@ -190,7 +196,7 @@ def _park(task: Task, since: float, key: str, exc: BaseException | None) -> NoRe
             task=task.name,
             task_id=str(request.id),
             args=list(request.args or ()),
-            kwargs=dict(request.kwargs or {}),
+            kwargs=dict(request.kwargs or {}) if kwargs is None else dict(kwargs),
             key=key,
             queue=str(delivery.get("routing_key") or ""),
             first_failure=datetime.datetime.fromtimestamp(since, tz=datetime.timezone.utc),
@@ -209,7 +215,7 @@ def _park(task: Task, since: float, key: str, exc: BaseException | None) -> NoRe
             policy.budget,
             countdown,
         )
-        raise _send_back(task, exc, countdown, since, None) from park_error
+        raise _send_back(task, exc, countdown, since, kwargs) from park_error
     raise OutageBudgetExceeded(
         f"{task.name}[{request.id}]: the database was unavailable for "
         f"{policy.elapsed(since):.0f} s, past JOB_OUTAGE_BUDGET ({policy.budget:g} s); "
@@ -295,17 +301,20 @@ def process_webhook_event(
     like any job (``give_back`` carries an attempt the outage interrupted, to
     hand back once the database answers).
     """
-    from django_pg_resilience.webhooks.dispatch import process_event, seconds_until_due
+    from django_pg_resilience.webhooks import dispatch
     from django_pg_resilience.webhooks.worker import AttemptInterrupted
 
-    park_if_past_budget(task)
     try:
-        processed = process_event(pk, using=using, give_back=give_back)
+        if give_back is not None:
+            # First, even past the budget: a parked task must not leave the event leased.
+            dispatch.give_back_attempt(pk, give_back, using=using)
+        park_if_past_budget(task, kwargs={"using": using})
+        processed = dispatch.process_event(pk, using=using)
     except Exception as exc:
         carried = exc.attempts if isinstance(exc, AttemptInterrupted) else None
         retry_on_outage(task, exc, kwargs={"using": using, "give_back": carried})
         raise
     if processed is not None and processed.pending:
         # The handler raised: the event holds the attempt and its backoff.
-        raise task.retry(kwargs={"using": using}, countdown=seconds_until_due(processed))
+        raise task.retry(kwargs={"using": using}, countdown=dispatch.seconds_until_due(processed))
     return None if processed is None else processed.status
