@@ -141,7 +141,13 @@ class JobRun:
             "jobs": self.count,
             "messages_sent": len(self.results),
             "states": dict(states),
-            "celery_retries": log.count("retrying in"),
+            # Celery copies what a pool process writes to stderr into its own log
+            # ("[...: WARNING/ForkPoolWorker-1] ..."): count each retry once.
+            "celery_retries": sum(
+                1
+                for line in log.splitlines()
+                if "retrying in" in line and "/ForkPoolWorker" not in line
+            ),
             "pool_process_killed": self.killed or None,
             "fulfilled_orders": len(fulfilled),
             "lost": len(lost),
