@@ -18,12 +18,13 @@ propagates.
 
 An outage is not an attempt: when the handler's transaction fails because a
 database is unavailable (down, busy, an uncertain commit), the attempt is given
-back (``attempts - 1``, ``pending``, due now) and the error propagates, so the
-caller waits the outage out instead of burning the event's attempts. If the
-worker's own database is the one away, the attempt cannot be given back yet:
-:class:`AttemptInterrupted` carries it, and the caller gives it back with
-:func:`give_back` once the database answers (``process_webhooks`` does it on
-its next pass, the Celery task on its retry).
+back (``attempts - 1``, ``pending``). If that works, the worker's own database
+answers (the outage was another database's, or is already over): the event is
+due again after half to all of ``backoff``, and the pass goes on with the
+others. If the worker's own database is the one away, the attempt cannot be
+given back yet: :class:`AttemptInterrupted` carries it, the caller waits the
+outage out and gives the attempt back with :func:`give_back` once the database
+answers (``process_webhooks`` on its next pass, the Celery task on its retry).
 """
 
 from __future__ import annotations
@@ -93,11 +94,14 @@ def outage_wait() -> float:
     return random.uniform(*OUTAGE_WAIT)
 
 
-def give_back(using: str, pk: int, attempts: int, error: str = GIVEN_BACK) -> bool:
+def give_back(
+    using: str, pk: int, attempts: int, error: str = GIVEN_BACK, *, due_in: float = 0.0
+) -> bool:
     """Hand back attempt ``attempts`` of event ``pk``, if the event still holds it.
 
-    The event becomes ``pending`` and due now, with one attempt fewer. False
-    when another worker has taken it since (its lease expired) or it is done.
+    The event becomes ``pending``, due in ``due_in`` seconds, with one attempt
+    fewer. False when another worker has taken it since (its lease expired) or
+    it is done.
     """
     updated = (
         WebhookEvent.objects.using(using)
@@ -106,7 +110,7 @@ def give_back(using: str, pk: int, attempts: int, error: str = GIVEN_BACK) -> bo
             status=Status.PENDING,
             attempts=max(attempts - 1, 0),
             locked_until=None,
-            next_attempt_at=timezone.now(),
+            next_attempt_at=timezone.now() + datetime.timedelta(seconds=due_in),
             last_error=error,
         )
     )
@@ -220,30 +224,38 @@ def process_one(
         return Status(Status.SUCCEEDED)
     except Exception as exc:
         if is_availability_error(exc):
-            _give_back_after(exc, event, secrets, using)
+            return _give_back_after(exc, event, secrets, using, backoff)
         # Whatever else the handler raised, for whichever database: the attempt
         # is recorded. If this worker's own connection is gone, recording fails
         # and that error propagates (the lease keeps the attempt counted).
         return _record_attempt_failure(event, exc, secrets, using, max_attempts, backoff)
 
 
-def _give_back_after(exc: Exception, event: WebhookEvent, secrets: list[str], using: str) -> None:
-    """An outage is not the event's fault: give the attempt back, then let ``exc`` propagate."""
+def _give_back_after(
+    exc: Exception, event: WebhookEvent, secrets: list[str], using: str, backoff: float
+) -> Status:
+    """An outage is not the event's fault: give the attempt back (see the module docs)."""
     error = f"{GIVEN_BACK}: {processing.describe_error(exc, secrets)}"
     try:
-        give_back(using, event.pk, event.attempts, error)
+        # Not due at once: a handler whose own database stays away must not
+        # hold the queue, nor be retried in a loop.
+        due_in = backoff * random.uniform(0.5, 1.0)
+        given = give_back(using, event.pk, event.attempts, error, due_in=due_in)
     except Exception as give_back_error:
         if not is_availability_error(give_back_error):
             raise
         raise AttemptInterrupted(event.pk, event.attempts, alias=using) from exc
+    if not given:
+        return Status(Status.PROCESSING)  # the lease ran out and another worker has it
     logger.warning(
-        "webhook %s %s: attempt %d interrupted by an outage (%s); not counted",
+        "webhook %s %s: attempt %d interrupted by an outage (%s); not counted, due again in %.0f s",
         event.source,
         event.key,
         event.attempts,
         type(exc).__name__,
+        due_in,
     )
-    raise exc
+    return Status(Status.PENDING)
 
 
 def _record_attempt_failure(
