@@ -191,6 +191,17 @@ class AppSettings:
     #: dies leaves the event to another one after that.
     WEBHOOK_WORKER_LEASE: float = 300.0
 
+    # --- background jobs (contrib.celery) ---
+    #: Seconds a job may keep failing only because the database is unavailable
+    #: (down, busy, an uncertain commit, a conflict), counted from its first such
+    #: failure, before it is parked (``ParkedJob``) and fails with
+    #: ``OutageBudgetExceeded``. Longer than a replaced node takes (minutes).
+    JOB_OUTAGE_BUDGET: float = 3600.0
+    #: Largest wait, in seconds, between two tries of a job in an outage. A job
+    #: retries about ``2 * outage / cap`` times; it resumes within ``cap`` of the
+    #: database answering. At least 1.
+    JOB_OUTAGE_RETRY_CAP: float = 60.0
+
     # --- health ---
     #: Extra nodes to check besides the aliases: {name: DSN or DATABASES-style dict}.
     NODES: Mapping[str, Any] = field(default_factory=dict)
@@ -375,6 +386,11 @@ def app_settings() -> AppSettings:
         changes[key] = _coerce("settings.PG_RESILIENCE", key, value, getattr(defaults, key))
     if changes.get("RETRY_AFTER", 1) < 1:
         raise ImproperlyConfigured("settings.PG_RESILIENCE['RETRY_AFTER'] must be at least 1.")
+    if changes.get("JOB_OUTAGE_RETRY_CAP", 1.0) < 1.0:
+        raise ImproperlyConfigured(
+            "settings.PG_RESILIENCE['JOB_OUTAGE_RETRY_CAP'] must be at least 1 (seconds): a job's "
+            "first retry in an outage waits about a second, and the cap bounds the later ones."
+        )
     return dataclasses.replace(defaults, **changes)
 
 

@@ -14,6 +14,7 @@ __all__ = [
     "connection_retry",
     "database_unavailable_response",
     "failover_detected",
+    "job_parked",
     "maintenance_response",
     "primary_fallback",
     "reconnected",
@@ -87,3 +88,9 @@ webhook_signature_failed = Signal()
 #: maintenance on``). kwargs: request, retry_after (seconds), kind ("html",
 #: "json" or "webhook"). No alias: maintenance is not about one database.
 maintenance_response = Signal()
+
+#: A background job's outage budget ran out: it was parked (``ParkedJob``) and
+#: failed with ``OutageBudgetExceeded``. No alias. kwargs: task (its name),
+#: task_id, key (the job key, "" if none), first_failure (a datetime), error
+#: (the last error, secrets masked). Sent once the parked row is written.
+job_parked = Signal()

@@ -135,6 +135,16 @@ METRICS: dict[str, tuple[str, str, str]] = {
         "Webhook bodies already stored for the source under another account or topic.",
         "source",
     ),
+    "job_outage_retries": (
+        "counter",
+        "Background jobs sent back to the queue because the database was unavailable.",
+        "task",
+    ),
+    "jobs_parked": (
+        "counter",
+        "Background jobs parked after their outage budget ran out (see the admin's parked jobs).",
+        "task",
+    ),
     "maintenance_responses": (
         "counter",
         "503s answered because of planned maintenance, by kind (html, json, webhook).",
