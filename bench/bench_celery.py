@@ -1,6 +1,10 @@
 #!/usr/bin/env python3
 """Per-task cost of the idempotency record: ``python3 bench/bench_celery.py [--quick]``.
 
+``python3 bench/bench_celery.py outage [--seconds 75 300] [--webhook-seconds 600]``
+measures jobs and the webhook worker through long outages instead (about 20 minutes:
+see ``bench_celery_outage.py``).
+
 A real primary + streaming standby (LocalCluster). Each task inserts one order
 row; the tasks run through Celery's own tracer (``task.apply()``, the code a
 worker process runs for a message, without the broker):
@@ -150,6 +154,10 @@ def measure(rounds: int, per_round: int, warm_up: int) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    if argv and argv[0] == "outage":
+        from bench_celery_outage import main as outage_main
+
+        return outage_main(argv[1:])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds")
     args = parser.parse_args(argv)

@@ -13,6 +13,11 @@ so Django's start-up is included, like cron or a monitoring agent would see it:
   blackholed node configured, 8 clients sending anonymous ``/readyz`` and
   ``/healthz/cluster`` requests: latency, and the probe connections all of
   them cost (``pg_resilience_health_probe_connections_total`` on /metrics).
+* ``anonymous_loop``: the same gunicorn, healthy nodes, ``HEALTH_CACHE_SECONDS
+  = 0`` (the worst setting) and the DigitalOcean check on a local server
+  speaking the API: 1,000 anonymous GETs on each of ``/healthz/cluster``,
+  ``/readyz`` and ``/metrics``; the probe rounds they cost
+  (``pg_resilience_health_rounds_total``) and the API requests the server saw.
 
 Prints min / median / max and writes ``bench/results/health.json``.
 Targets: healthy < 1 s; blackholed < timeout + 0.5 s.
@@ -21,6 +26,7 @@ Targets: healthy < 1 s; blackholed < timeout + 0.5 s.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -33,6 +39,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -83,8 +90,9 @@ def _get(url: str) -> tuple[int, bytes]:
         return error.code, error.read()
 
 
-def endpoint_load(env: dict[str, str], requests: int = 400, clients: int = 8) -> dict[str, Any]:
-    """Anonymous health requests against gunicorn: latencies and the probe connections made."""
+@contextlib.contextmanager
+def gunicorn(env: dict[str, str]) -> Iterator[str]:
+    """The test app under gunicorn (2 workers, PROMETHEUS_MULTIPROC_DIR); yields its URL."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -103,17 +111,64 @@ def endpoint_load(env: dict[str, str], requests: int = 400, clients: int = 8) ->
                 if time.monotonic() > deadline or server.poll() is not None:
                     raise RuntimeError("gunicorn did not start")
                 time.sleep(0.1)
-            figures = {
-                path: _hammer(base + path, requests, clients)
-                for path in ("/readyz", "/healthz/cluster")
-            }
-            figures["probe_connections"] = _probe_connections(_get(base + "/metrics")[1])
+            yield base
         finally:
             server.terminate()
             server.wait(30)
+
+
+def endpoint_load(env: dict[str, str], requests: int = 400, clients: int = 8) -> dict[str, Any]:
+    """Anonymous health requests against gunicorn: latencies and the probe connections made."""
+    with gunicorn(env) as base:
+        figures: dict[str, Any] = {
+            path: _hammer(base + path, requests, clients)
+            for path in ("/readyz", "/healthz/cluster")
+        }
+        figures["probe_connections"] = _counter(
+            _get(base + "/metrics")[1], "health_probe_connections", "node"
+        )
     figures["requests_per_path"] = requests
     figures["clients"] = clients
     return figures
+
+
+def anonymous_loop(env: dict[str, str], requests: int = 1000, clients: int = 8) -> dict[str, Any]:
+    """1,000 anonymous GETs per public URL, HEALTH_CACHE_SECONDS = 0, DigitalOcean on a local
+    server: the probe rounds and the API requests they cost."""
+    from tests.health.test_digitalocean import CLUSTER, TOKEN, FakeDigitalOcean
+
+    api = FakeDigitalOcean()
+    settings = {
+        "HEALTH_CACHE_SECONDS": 0.0,
+        "DIGITALOCEAN_CLUSTER": CLUSTER,
+        "DIGITALOCEAN_API_URL": api.url,
+    }
+    env = {**env, "DIGITALOCEAN_TOKEN": TOKEN, "HEALTH_TEST_SETTINGS": json.dumps(settings)}
+    figures: dict[str, Any] = {}
+    try:
+        with gunicorn(env) as base:
+            for path in ("/healthz/cluster", "/readyz", "/metrics"):
+                rounds_before = _rounds(base)
+                asked_before = len(api.authorizations)
+                load = _hammer(base + path, requests, clients)
+                figures[path] = {
+                    "elapsed_s": load["elapsed_s"],
+                    "statuses": load["statuses"],
+                    "latency_p50_ms": load["latency_p50_ms"],
+                    # The scrape that reads the counter is a request to /metrics too.
+                    "probe_rounds": _rounds(base) - rounds_before,
+                    "digitalocean_requests": len(api.authorizations) - asked_before,
+                }
+    finally:
+        api.close()
+    figures["requests_per_path"] = requests
+    figures["clients"] = clients
+    figures["workers"] = 2
+    return figures
+
+
+def _rounds(base: str) -> float:
+    return sum(_counter(_get(base + "/metrics")[1], "health_rounds", "trigger").values())
 
 
 def _get_or_none(url: str) -> int | None:
@@ -153,13 +208,13 @@ def _hammer(url: str, requests: int, clients: int) -> dict[str, Any]:
     }
 
 
-def _probe_connections(metrics: bytes) -> dict[str, float]:
+def _counter(metrics: bytes, name: str, label: str) -> dict[str, float]:
     from prometheus_client.parser import text_string_to_metric_families
 
     return {
-        sample.labels["node"]: sample.value
+        sample.labels[label]: sample.value
         for family in text_string_to_metric_families(metrics.decode())
-        if family.name == "pg_resilience_health_probe_connections"
+        if family.name == f"pg_resilience_{name}"
         for sample in family.samples
         if sample.name.endswith("_total")
     }
@@ -214,6 +269,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 [*health, "--timeout", str(TIMEOUT)], holed_env, runs, expect=1
             ),
             "endpoints": endpoint_load(holed_env),
+            "anonymous_loop": anonymous_loop(healthy_env),
         }
     results["timeout_s"] = TIMEOUT
     results["targets"] = {"healthy_s": TARGET_HEALTHY, "blackholed_s": TARGET_BLACKHOLED}
@@ -255,6 +311,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"max {r['latency_max_ms']:.1f} ms  statuses {r['statuses']}"
         )
     print(f"    probe connections for all of them, per node: {load['probe_connections']}")
+    loop = results["anonymous_loop"]
+    print(
+        f"  gunicorn, 2 workers, HEALTH_CACHE_SECONDS = 0, DigitalOcean on a local server, "
+        f"{loop['clients']} clients, {loop['requests_per_path']} anonymous GETs per path:"
+    )
+    for path in ("/healthz/cluster", "/readyz", "/metrics"):
+        r = loop[path]
+        print(
+            f"    {path:<17} {r['elapsed_s']:.1f} s: {r['probe_rounds']:g} probe rounds, "
+            f"{r['digitalocean_requests']} DigitalOcean API requests"
+        )
     verdicts = results["meets_target"]
     print(
         f"  targets: healthy < {TARGET_HEALTHY:g} s: {'met' if verdicts['healthy'] else 'MISSED'}; "

@@ -11,7 +11,12 @@ A real primary + streaming standby (LocalCluster), the router in this process:
   (its breaker is open: no connect, no wait);
 * ``position_read_ms``: reading the primary's WAL position after a write (one
   round trip, once per writing request);
-* ``probe_round_ms``: one background measurement (primary + replica).
+* ``probe_round_ms``: one background measurement (primary + replica);
+* ``silent_neighbour_healthy_measured_ms``: with a second replica that accepts
+  connections and never answers (a blackholed EndpointProxy) listed first,
+  how soon the healthy replica is measured after a refresh starts (the
+  replicas are measured in parallel), and ``silent_neighbour_refresh_s``, the
+  whole refresh (the silent one's connect timeout).
 
 Prints the figures and writes ``bench/results/router.json``.
 """
@@ -45,7 +50,7 @@ def per_call(fn: Callable[[], object], calls: int, batches: int) -> float:
     return statistics.median(means)
 
 
-def configure(primary: Any, standby: Any) -> None:
+def configure(primary: Any, standby: Any, silent: Any) -> None:
     import django
     from django.conf import settings
 
@@ -64,13 +69,45 @@ def configure(primary: Any, standby: Any) -> None:
         DATABASES={
             "default": entry(primary),
             "replica": entry(standby, read_write=False, deadline=0.3, max_attempts=1),
+            "silent": entry(silent, read_write=False, deadline=0.3, max_attempts=1),
         },
         DATABASE_ROUTERS=["django_pg_resilience.routers.ReplicaRouter"],
         # The benchmark measures when it wants to: no background refresh meanwhile.
-        PG_RESILIENCE={"REPLICA_CHECK_INTERVAL": 3600.0},
+        # The silent replica is measured by a monitor of its own (silent_neighbour()).
+        PG_RESILIENCE={"REPLICA_CHECK_INTERVAL": 3600.0, "REPLICA_ALIASES": ["replica"]},
         USE_TZ=True,
     )
     django.setup()
+
+
+def silent_neighbour() -> dict[str, float]:
+    """A refresh of a silent replica listed before a healthy one: when is the healthy one in?"""
+    import threading
+
+    from django_pg_resilience.routers.monitor import ReplicaMonitor
+
+    monitor = ReplicaMonitor("default", ["silent", "replica"], interval=3600.0, timeout=0.5)
+    started = time.perf_counter()
+    refresh = threading.Thread(target=monitor.refresh, daemon=True)
+    refresh.start()
+    while monitor.status("replica") is None and refresh.is_alive():
+        time.sleep(0.001)
+    healthy = time.perf_counter() - started
+    refresh.join()
+    whole = time.perf_counter() - started
+    healthy_status, silent_status = monitor.status("replica"), monitor.status("silent")
+    if (
+        healthy_status is None
+        or healthy_status.error
+        or not silent_status
+        or not silent_status.error
+    ):
+        raise RuntimeError("the replicas were not measured as expected")
+    monitor.close()
+    return {
+        "silent_neighbour_healthy_measured_ms": round(healthy * 1e3, 1),
+        "silent_neighbour_refresh_s": round(whole, 2),
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -79,10 +116,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     calls, batches = (2_000, 3) if args.quick else (20_000, 7)
 
-    from django_pg_resilience.testing import LocalCluster
+    from django_pg_resilience.testing import EndpointProxy, LocalCluster
 
-    with LocalCluster(standbys=1) as cluster:
-        configure(cluster.primary, cluster.standbys[0])
+    with LocalCluster(standbys=1) as cluster, EndpointProxy(cluster.standbys[0]) as silent:
+        silent.blackhole()
+        configure(cluster.primary, cluster.standbys[0], silent)
         from django.db import connections
 
         from django_pg_resilience.routers import ReplicaRouter
@@ -114,6 +152,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         results["probe_round_ms"] = round(
             per_call(monitor.refresh, max(calls // 400, 5), batches) * 1e3, 2
         )
+        results.update(silent_neighbour())
         cluster.kill(cluster.standbys[0])
         monitor.refresh()
         if router.db_for_read(None) != "default":

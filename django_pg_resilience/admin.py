@@ -25,7 +25,7 @@ CHANGE_PERMISSION = f"{WebhookEvent._meta.app_label}.change_webhookevent"
 @admin.register(WebhookEvent)
 class WebhookEventAdmin(admin.ModelAdmin):
     list_display = ["source", "key", "topic", "account", "status", "attempts", "received_at"]
-    list_filter = ["status", "source", "topic"]
+    list_filter = ["status", "source", "topic", "body_replayed"]
     search_fields = ["=key", "=event_id", "account"]
     date_hierarchy = "received_at"
     ordering = ["-received_at"]

@@ -191,6 +191,17 @@ class AppSettings:
     #: dies leaves the event to another one after that.
     WEBHOOK_WORKER_LEASE: float = 300.0
 
+    # --- background jobs (contrib.celery) ---
+    #: Seconds a job may keep failing only because the database is unavailable
+    #: (down, busy, an uncertain commit, a conflict), counted from its first such
+    #: failure, before it is parked (``ParkedJob``) and fails with
+    #: ``OutageBudgetExceeded``. Longer than a replaced node takes (minutes).
+    JOB_OUTAGE_BUDGET: float = 3600.0
+    #: Largest wait, in seconds, between two tries of a job in an outage. A job
+    #: retries about ``2 * outage / cap`` times; it resumes within ``cap`` of the
+    #: database answering. At least 1.
+    JOB_OUTAGE_RETRY_CAP: float = 60.0
+
     # --- health ---
     #: Extra nodes to check besides the aliases: {name: DSN or DATABASES-style dict}.
     NODES: Mapping[str, Any] = field(default_factory=dict)
@@ -211,8 +222,19 @@ class AppSettings:
 
     # --- health endpoints and metrics ---
     #: Seconds the cluster report is reused by /readyz, /healthz/cluster and /metrics:
-    #: at most one probe round per period per process, whatever the traffic.
+    #: at most one probe round per period per process, whatever the traffic (never
+    #: more than one a second, whatever this says).
     HEALTH_CACHE_SECONDS: float = 5.0
+    #: Seconds after which a cluster report vouches for nothing: past it (rounds that
+    #: fail, or hang), the endpoints say UNKNOWN and an enforced readiness check fails.
+    HEALTH_MAX_REPORT_AGE: float = 30.0
+    #: Seconds the endpoints' rounds reuse the DigitalOcean API's answer (each asking
+    #: costs 2-4 requests of the token's 5,000 an hour); manage.py health always asks.
+    DIGITALOCEAN_CACHE_SECONDS: float = 60.0
+    #: Whether the cluster gauges on /metrics carry names (hosts, standbys, replication
+    #: slots, the cluster UUID) or pseudonyms: "token" (names only for a scrape that
+    #: carries HEALTH_TOKEN), "always" (a /metrics only the operator can reach), "never".
+    HEALTH_METRICS_NAMES: str = "token"
     #: Cluster checks whose CRITICAL or UNKNOWN makes /readyz answer 503 (e.g.
     #: ``("reachable",)``; ``"cluster"`` for the overall status). Empty (default):
     #: the database's state is reported by /readyz, never enforced.
@@ -220,8 +242,8 @@ class AppSettings:
     #: A file whose existence makes /readyz answer 503 (draining, e.g. from a preStop hook).
     READINESS_DRAIN_FILE: str | None = None
     #: The path Prometheus scrapes; under PROMETHEUS_MULTIPROC_DIR a request to it
-    #: refreshes the cluster gauges first.
-    HEALTH_METRICS_PATH: str = "/metrics"
+    #: refreshes the cluster gauges first. Served during maintenance. None: no such path.
+    HEALTH_METRICS_PATH: str | None = "/metrics"
     # --- replica router ---
     #: The read/write alias the router sends writes, transactions and fallback reads to.
     REPLICA_PRIMARY: str = "default"
@@ -244,6 +266,10 @@ class AppSettings:
     #: Seconds a client's write position is kept; past it, MAX_REPLICA_LAG alone
     #: bounds what the client reads.
     READ_YOUR_WRITES_MAX_AGE: float = 300.0
+    #: The cookie's Secure flag. None (default): as the site's own cookies
+    #: (SESSION_COOKIE_SECURE or CSRF_COOKIE_SECURE), or when the request is https;
+    #: True: always; False: only when the request is https.
+    READ_YOUR_WRITES_COOKIE_SECURE: bool | None = None
 
     # --- provider node metrics and PgBouncer ---
     #: Read the DigitalOcean nodes' CPU, memory and disk use from the cluster's
@@ -265,7 +291,8 @@ class AppSettings:
     HEALTH_PGBOUNCER_WAIT_CRITICAL: float = 5.0
     # --- planned maintenance (manage.py maintenance on|off|status) ---
     #: The file whose existence turns maintenance on for every process of this
-    #: machine. None: ``<temp dir>/django-pg-resilience-maintenance-<settings module>``.
+    #: machine. None: ``<settings.BASE_DIR>/.pg-resilience-maintenance`` (required
+    #: when settings has no BASE_DIR; never a shared temp directory).
     MAINTENANCE_FILE: str | None = None
     #: A CACHES alias holding the switch instead of the file (several machines or
     #: containers). Must be shared by all processes and not the database cache.
@@ -279,8 +306,14 @@ class AppSettings:
     MAINTENANCE_BYPASS_IPS: tuple[str, ...] = ()
     #: Path prefixes served during maintenance (whole segments: "/healthz" is not "/healthzz").
     MAINTENANCE_BYPASS_PATHS: tuple[str, ...] = ("/healthz", "/readyz")
-    #: Staff users get the site during maintenance (when known without the database).
+    #: Staff users get the site during maintenance (when known without the database),
+    #: read-only: GET, HEAD and OPTIONS.
     MAINTENANCE_BYPASS_STAFF: bool = True
+    #: Path prefixes (whole segments) where staff may also write during maintenance.
+    MAINTENANCE_STAFF_WRITE_PATHS: tuple[str, ...] = ()
+    #: A switch that cannot be read (permissions, I/O error, not a regular file)
+    #: keeps what the process last read; True: it means maintenance is on.
+    MAINTENANCE_ON_WHEN_UNREADABLE: bool = False
     #: Webhook views are served during maintenance; False (default): they get the
     #: bare 503 with Retry-After, and the senders retry later.
     MAINTENANCE_BYPASS_WEBHOOKS: bool = False
@@ -290,9 +323,13 @@ _BACKEND_FIELDS = {f.name: f for f in dataclasses.fields(BackendSettings)}
 _APP_FIELDS = {f.name: f for f in dataclasses.fields(AppSettings)}
 
 
+#: Settings that are True, False or None (None: decided from other settings).
+_OPTIONAL_BOOLS = frozenset({"read_write", "read_your_writes_cookie_secure"})
+
+
 def _coerce(owner: str, name: str, value: Any, default: Any) -> Any:
     """Check ``value`` against the type of ``default``; say how to fix it if wrong."""
-    if isinstance(default, bool) or (default is None and name.lower() == "read_write"):
+    if isinstance(default, bool) or (default is None and name.lower() in _OPTIONAL_BOOLS):
         ok = isinstance(value, bool) or value is None
         expected_text = "True or False"
     elif isinstance(default, int):
@@ -349,6 +386,11 @@ def app_settings() -> AppSettings:
         changes[key] = _coerce("settings.PG_RESILIENCE", key, value, getattr(defaults, key))
     if changes.get("RETRY_AFTER", 1) < 1:
         raise ImproperlyConfigured("settings.PG_RESILIENCE['RETRY_AFTER'] must be at least 1.")
+    if changes.get("JOB_OUTAGE_RETRY_CAP", 1.0) < 1.0:
+        raise ImproperlyConfigured(
+            "settings.PG_RESILIENCE['JOB_OUTAGE_RETRY_CAP'] must be at least 1 (seconds): a job's "
+            "first retry in an outage waits about a second, and the cap bounds the later ones."
+        )
     return dataclasses.replace(defaults, **changes)
 
 

@@ -132,7 +132,7 @@ class DatabaseUnavailableMiddleware:
     def __call__(self, request: HttpRequest) -> Any:
         if self.async_mode:
             return self.__acall__(request)
-        early = self._maintenance(request)
+        early = self._maintenance(request, maintenance.current_state())
         if early is not None:
             self._announce(request, early)
             return early
@@ -151,7 +151,8 @@ class DatabaseUnavailableMiddleware:
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]] = self.get_response
-        early = self._maintenance(request)
+        # A read of the switch that is due runs in a thread, off the event loop.
+        early = self._maintenance(request, await maintenance.acurrent_state())
         if early is not None:
             await self._aannounce(request, early)
             return early
@@ -185,10 +186,12 @@ class DatabaseUnavailableMiddleware:
             return None
         return self._respond_maintenance(request, state, bare=False)
 
-    # Shared by __call__ and __acall__; none of it does I/O but the logging.
+    # Shared by __call__ and __acall__; none of it does I/O but the logging (the
+    # maintenance switch is read before, by current_state or acurrent_state).
 
-    def _maintenance(self, request: HttpRequest) -> HttpResponseBase | None:
-        state = maintenance.current_state()
+    def _maintenance(
+        self, request: HttpRequest, state: maintenance.MaintenanceState | None
+    ) -> HttpResponseBase | None:
         if state is None:
             return None
         webhook = _view_flag(request, BARE_503_ATTRIBUTE)

@@ -52,8 +52,15 @@ class WebhookEvent(models.Model):
     handler = models.CharField(max_length=255, blank=True, default="")
     #: Hex SHA-256 of the raw body, when the view deduplicates by body
     #: (``dedup_body``): a signed body replayed under a new, unsigned delivery
-    #: id is a duplicate. Empty when the view does not.
+    #: id, for the same account and topic, is a duplicate. Empty when the view does not.
     body_sha256 = models.CharField(max_length=64, blank=True, default="")
+    #: The same body was already stored for this source under another account
+    #: or topic when this delivery arrived: a sender firing several topics with
+    #: one body, or a captured body replayed under a new topic.
+    body_replayed = models.BooleanField(default=False)
+    #: Stored by a view with ``dedup_body_strict``: its body is unique in the
+    #: source, whatever the account or topic (the strict cross-topic rule).
+    body_strict = models.BooleanField(default=False)
     #: While the async worker holds the event (status ``processing``): when its
     #: lease ends. A worker that died leaves it; another takes it after that.
     locked_until = models.DateTimeField(null=True, blank=True)
@@ -65,10 +72,18 @@ class WebhookEvent(models.Model):
         permissions = [("replay_webhookevent", _("Can replay webhook events"))]
         constraints = [
             models.UniqueConstraint(fields=["source", "key"], name="pg_resilience_webhook_unique"),
+            # Column by column, not a joined key: ("a:b", "c") and ("a", "b:c")
+            # are two scopes. body_sha256 comes second so the same index finds
+            # a body under any account and topic (the replay flag, the strict rule).
+            models.UniqueConstraint(
+                fields=["source", "body_sha256", "account", "topic"],
+                name="pg_resilience_webhook_body_scope",
+                condition=~models.Q(body_sha256=""),
+            ),
             models.UniqueConstraint(
                 fields=["source", "body_sha256"],
-                name="pg_resilience_webhook_body",
-                condition=~models.Q(body_sha256=""),
+                name="pg_resilience_webhook_body_strict",
+                condition=~models.Q(body_sha256="") & models.Q(body_strict=True),
             ),
         ]
         indexes = [

@@ -14,12 +14,14 @@ __all__ = [
     "connection_retry",
     "database_unavailable_response",
     "failover_detected",
+    "job_parked",
     "maintenance_response",
     "primary_fallback",
     "reconnected",
     "replica_promoted",
     "replica_read",
     "retries_exhausted",
+    "webhook_body_replayed",
     "webhook_duplicate",
     "webhook_failed",
     "webhook_received",
@@ -58,6 +60,13 @@ webhook_duplicate = Signal()
 #: A webhook's handler raised or ran out of attempts. kwargs: source, key, topic, error.
 webhook_failed = Signal()
 
+#: A webhook body already stored for the source under another account or topic
+#: arrived: a sender firing several topics with one body, or a captured body
+#: replayed under a new topic. kwargs: source, key, topic, account, outcome
+#: ("processed" or "queued": a new event, flagged ``body_replayed``; "duplicate"
+#: under the view's ``dedup_body_strict``).
+webhook_body_replayed = Signal()
+
 #: The replica router sent a read to a replica. kwargs: alias (the replica).
 replica_read = Signal()
 
@@ -79,3 +88,9 @@ webhook_signature_failed = Signal()
 #: maintenance on``). kwargs: request, retry_after (seconds), kind ("html",
 #: "json" or "webhook"). No alias: maintenance is not about one database.
 maintenance_response = Signal()
+
+#: A background job's outage budget ran out: it was parked (``ParkedJob``) and
+#: failed with ``OutageBudgetExceeded``. No alias. kwargs: task (its name),
+#: task_id, key (the job key, "" if none), first_failure (a datetime), error
+#: (the last error, secrets masked). Sent once the parked row is written.
+job_parked = Signal()

@@ -74,6 +74,17 @@ METRICS: dict[str, tuple[str, str, str]] = {
         "Connections the health checks opened to a database node.",
         "node",
     ),
+    "health_rounds": (
+        "counter",
+        "Probe rounds of the cluster report behind the health endpoints and /metrics, by "
+        "trigger (scheduled: the report expired; forced: a token holder asked).",
+        "trigger",
+    ),
+    "digitalocean_api_requests": (
+        "counter",
+        "Requests sent to the DigitalOcean API and the cluster's metrics endpoints, by kind.",
+        "kind",
+    ),
     "replica_reads": ("counter", "Reads the router sent to a replica.", "alias"),
     "primary_fallback_reads": (
         "counter",
@@ -118,6 +129,21 @@ METRICS: dict[str, tuple[str, str, str]] = {
         "counter",
         "Duplicate deliveries answered 503 because the first was still being processed.",
         "source",
+    ),
+    "webhooks_body_replays": (
+        "counter",
+        "Webhook bodies already stored for the source under another account or topic.",
+        "source",
+    ),
+    "job_outage_retries": (
+        "counter",
+        "Background jobs sent back to the queue because the database was unavailable.",
+        "task",
+    ),
+    "jobs_parked": (
+        "counter",
+        "Background jobs parked after their outage budget ran out (see the admin's parked jobs).",
+        "task",
     ),
     "maintenance_responses": (
         "counter",

@@ -90,6 +90,9 @@ DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 2)
 PG_RESILIENCE: dict[str, object] = {
     # Extra nodes for `manage.py health`: name=postgres://... pairs, comma separated.
     "NODES": env.dict("PG_RESILIENCE_NODES", default={}),
+    # The longest wait between two tries of a background job in an outage (the
+    # drill's tests shrink it to drain quickly).
+    "JOB_OUTAGE_RETRY_CAP": env.float("JOB_OUTAGE_RETRY_CAP", default=60.0),
 }
 
 # A read-only endpoint (a managed database's standby): reads go there through

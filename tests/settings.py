@@ -6,6 +6,11 @@ session's LocalCluster is up: nothing here depends on a server of the machine.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+#: The project directory, as in a startproject layout (the maintenance switch defaults here).
+BASE_DIR = Path(__file__).resolve().parent.parent
+
 SECRET_KEY = "tests-only-not-secret"
 DEBUG = False
 USE_TZ = True

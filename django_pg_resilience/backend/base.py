@@ -254,7 +254,7 @@ class ResilientDatabaseWrapperMixin:
         self._attempts = 0
         state = self.state
         budget = operation.current() or self.retry_policy().start()
-        state.use_probe(partial(self._probe, conn_params))
+        state.use_probe(partial(_probe, conn_params, bool(self.resilience.read_write)))
         busy_failures = 0
         while True:
             try:
@@ -312,16 +312,6 @@ class ResilientDatabaseWrapperMixin:
         ):
             self._observe_identity(connection)
         return connection
-
-    def _probe(self, conn_params: dict[str, Any], timeout: float) -> None:
-        """The open circuit's background probe: connect, check, close (see :mod:`.prober`)."""
-        seconds = max(int(min(self.resilience.connect_timeout, timeout)), 2)
-        connection = ResilientConnection.connect(**{**conn_params, "connect_timeout": seconds})
-        try:
-            if self.resilience.read_write and _is_read_only(connection):
-                raise ReadOnlySession(f"Database {self.alias!r}: the server is read-only.")
-        finally:
-            self._drop(connection)
 
     def _check_new_connection(self, connection: Any, conn_params: dict[str, Any]) -> None:
         """Refuse a standby where a primary is wanted; arm the silent-peer watch."""
@@ -611,7 +601,9 @@ class ResilientDatabaseWrapperMixin:
                 connect_kwargs = self.get_connection_params()
                 connect_kwargs["autocommit"] = True
                 self._pool_connect_params = connect_kwargs
-                self.state.use_probe(partial(self._probe, connect_kwargs))
+                self.state.use_probe(
+                    partial(_probe, connect_kwargs, bool(self.resilience.read_write))
+                )
                 pool = ResilientConnectionPool(
                     kwargs=connect_kwargs,
                     open=False,
@@ -644,6 +636,21 @@ def _server_read_only(connection: Any) -> bool | None:
     if hot_standby is None:
         return None  # before PostgreSQL 14: assume the worst, a demotion
     return "on" in (hot_standby, status("default_transaction_read_only"))
+
+
+def _probe(conn_params: dict[str, Any], read_write: bool, timeout: float) -> None:
+    """The open circuit's background probe: connect, check, close (see :mod:`.prober`).
+
+    A function of the parameters alone: the prober outlives any one wrapper, and must
+    not keep one alive.
+    """
+    seconds = max(int(min(float(conn_params.get("connect_timeout") or 2), timeout)), 2)
+    connection = ResilientConnection.connect(**{**conn_params, "connect_timeout": seconds})
+    try:
+        if read_write and _is_read_only(connection):
+            raise ReadOnlySession("the server is read-only (a standby)")
+    finally:
+        connection.close()
 
 
 def _server_answered(exc: BaseException) -> bool:

@@ -49,7 +49,12 @@ def busy_reason(exc: BaseException) -> str:
 
 
 class BusyEpisode:
-    """Busy refusals of one alias in this process: counted each, logged once per episode."""
+    """Busy refusals of one alias in this process: counted each, logged once per episode.
+
+    An episode is a run of refusals less than :data:`EPISODE_GAP` apart. Callers that get
+    in meanwhile (a squeeze lets some through) do not end it: the next refusal within the
+    gap is the same episode, and logs nothing more.
+    """
 
     def __init__(self, alias: str) -> None:
         self.alias = alias
@@ -57,6 +62,7 @@ class BusyEpisode:
         self._lock = threading.Lock()
         self._since: float | None = None
         self._last: float = 0.0
+        self._recovery_logged = False
         self.refusals = 0
 
     @property
@@ -69,10 +75,12 @@ class BusyEpisode:
         stats.increment("busy_errors", self.alias)
         now = self._clock()
         with self._lock:
-            self.refusals += 1
             starts = self._since is None or now - self._last >= EPISODE_GAP
             if starts:
                 self._since = now
+                self.refusals = 0
+                self._recovery_logged = False
+            self.refusals += 1
             self._last = now
         if starts:
             logger.warning(
@@ -84,16 +92,18 @@ class BusyEpisode:
             )
 
     def connected(self) -> None:
-        """A connection succeeded: an episode in progress ends."""
-        if self._since is None:
-            return
+        """A connection succeeded: the first one of an episode says the database lets us in."""
+        if self._since is None or self._recovery_logged:
+            return  # the happy path: two attribute reads
         with self._lock:
-            since, self._since = self._since, None
-            refusals, self.refusals = self.refusals, 0
-        if since is not None:
-            logger.info(
-                "Database %r accepts connections again after %.2f s busy (%d refusals).",
-                self.alias,
-                self._clock() - since,
-                refusals,
-            )
+            if self._since is None or self._recovery_logged:
+                return
+            self._recovery_logged = True
+            since, refusals = self._since, self.refusals
+        logger.info(
+            "Database %r lets connections in again, %.2f s into a busy episode (%d refusals "
+            "so far).",
+            self.alias,
+            self._clock() - since,
+            refusals,
+        )

@@ -48,6 +48,7 @@ __all__ = [
     "PostgresDatabaseWrapper",
     "PrivateApi",
     "WaitTimeout",
+    "body_already_read",
     "configure_connection",
     "connection_pools",
     "exempt_from_atomic_requests",
@@ -230,6 +231,14 @@ def request_read_started(request: Any) -> bool:
     Checked against Django 5.2 and 6.1.
     """
     return bool(request._read_started)
+
+
+def body_already_read(request: Any) -> bool:
+    """True once ``request.body`` holds the body (``HttpRequest._body`` is set).
+
+    Checked against Django 5.2 and 6.1.
+    """
+    return hasattr(request, "_body")
 
 
 def keep_request_body(request: Any, body: bytes) -> None:

@@ -1,4 +1,4 @@
-"""Cluster health, provider node metrics and PgBouncer checks (E401-E405, W401-W403)."""
+"""Cluster health, provider node metrics and PgBouncer checks (E401-E406, W401-W406)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,11 @@ from django_pg_resilience import conf
 # E403: PG_RESILIENCE["READINESS_ENFORCE"] names a check that does not exist.
 # W401: a HEALTH_* warning threshold is not below its critical one, or a ratio is above 1.
 # W402: HEALTH_TOKEN is too short to keep readyz's details private.
+# --- health endpoints (check_health_endpoints) ---
+# E406: HEALTH_METRICS_NAMES is not "token", "always" or "never".
+# W404: HEALTH_CACHE_SECONDS is below the one-second floor between two rounds.
+# W405: HEALTH_MAX_REPORT_AGE is shorter than a round can take to replace the report.
+# W406: DIGITALOCEAN_CACHE_SECONDS spends a large share of the API token's hourly quota.
 
 
 @register()
@@ -22,7 +27,7 @@ def check_health(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     from django.core.exceptions import ImproperlyConfigured
 
     from django_pg_resilience.health.digitalocean import DigitalOceanError, check_api_url
-    from django_pg_resilience.health.readiness import ENFORCEABLE_CHECKS, unknown_enforced_names
+    from django_pg_resilience.health.readiness import enforceable_checks, unknown_enforced_names
     from django_pg_resilience.health.targets import discover_targets
 
     try:
@@ -57,7 +62,7 @@ def check_health(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
         messages.append(
             Error(
                 f"PG_RESILIENCE['READINESS_ENFORCE'] names unknown checks: {', '.join(unknown)}.",
-                hint=f"Known: {', '.join(sorted(ENFORCEABLE_CHECKS))}.",
+                hint=f"Known: {', '.join(sorted(enforceable_checks()))}.",
                 id="pg_resilience.E403",
             )
         )
@@ -146,3 +151,103 @@ def check_node_metrics_and_pgbouncers(app_configs: Any = None, **kwargs: Any) ->
                 )
             )
     return messages
+
+
+# --- health endpoints ---
+#: One process at this DIGITALOCEAN_CACHE_SECONDS asks for 4 x 3600 / 30 = 480
+#: requests an hour, about a tenth of the token's 5,000: a few processes fill it.
+_DIGITALOCEAN_CACHE_FLOOR = 30.0
+
+
+@register()
+def check_health_endpoints(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    from django.core.exceptions import ImproperlyConfigured
+
+    try:
+        app = conf.app_settings()
+    except ImproperlyConfigured:
+        return []  # reported by E002
+    return [
+        *_metrics_names(app),
+        *_cache_floor(app),
+        *_report_age(app),
+        *_digitalocean_quota(app),
+    ]
+
+
+def _metrics_names(app: conf.AppSettings) -> list[CheckMessage]:
+    from django_pg_resilience.health.access import METRICS_NAMES_MODES
+
+    if app.HEALTH_METRICS_NAMES in METRICS_NAMES_MODES:
+        return []
+    return [
+        Error(
+            f"PG_RESILIENCE['HEALTH_METRICS_NAMES'] is {app.HEALTH_METRICS_NAMES!r}; /metrics "
+            "shows pseudonyms to everyone until it is one of "
+            f"{', '.join(map(repr, METRICS_NAMES_MODES))}.",
+            hint="'token' (default): names only for a scrape with HEALTH_TOKEN; 'always': "
+            "/metrics is reachable by the operator only; 'never'.",
+            id="pg_resilience.E406",
+        )
+    ]
+
+
+def _cache_floor(app: conf.AppSettings) -> list[CheckMessage]:
+    from django.core.checks import Warning as CheckWarning
+
+    from django_pg_resilience.health.cache import MIN_ROUND_INTERVAL
+
+    if app.HEALTH_CACHE_SECONDS >= MIN_ROUND_INTERVAL:
+        return []
+    return [
+        CheckWarning(
+            f"PG_RESILIENCE['HEALTH_CACHE_SECONDS'] is {app.HEALTH_CACHE_SECONDS:g}: the "
+            f"health endpoints still run at most one round per {MIN_ROUND_INTERVAL:g} s.",
+            hint=f"Set it to {MIN_ROUND_INTERVAL:g} or more (default 5).",
+            id="pg_resilience.W404",
+        )
+    ]
+
+
+def _report_age(app: conf.AppSettings) -> list[CheckMessage]:
+    from django.core.checks import Warning as CheckWarning
+    from django.core.exceptions import ImproperlyConfigured
+
+    from django_pg_resilience.health.cache import MIN_ROUND_INTERVAL
+    from django_pg_resilience.health.evaluate import Thresholds
+    from django_pg_resilience.health.providers import RoundContext
+    from django_pg_resilience.health.report import round_budget
+
+    context = RoundContext(app, Thresholds.from_settings(app), app.HEALTH_TIMEOUT, fresh=False)
+    try:
+        longest = max(app.HEALTH_CACHE_SECONDS, MIN_ROUND_INTERVAL) + round_budget(context)
+    except ImproperlyConfigured:
+        return []  # a provider's setting, reported by its own check
+    if longest < app.HEALTH_MAX_REPORT_AGE:
+        return []
+    return [
+        CheckWarning(
+            f"PG_RESILIENCE['HEALTH_MAX_REPORT_AGE'] ({app.HEALTH_MAX_REPORT_AGE:g} s) is not "
+            f"above HEALTH_CACHE_SECONDS plus the longest round ({longest:g} s): a report "
+            "expires before the next one can replace it, and the endpoints say UNKNOWN.",
+            hint=f"Set it to {2 * longest:g} or more (default 30).",
+            id="pg_resilience.W405",
+        )
+    ]
+
+
+def _digitalocean_quota(app: conf.AppSettings) -> list[CheckMessage]:
+    from django.core.checks import Warning as CheckWarning
+
+    if not app.DIGITALOCEAN_CLUSTER or app.DIGITALOCEAN_CACHE_SECONDS >= _DIGITALOCEAN_CACHE_FLOOR:
+        return []
+    per_hour = 4 * 3600 / max(app.DIGITALOCEAN_CACHE_SECONDS, 1.0)
+    return [
+        CheckWarning(
+            f"PG_RESILIENCE['DIGITALOCEAN_CACHE_SECONDS'] is {app.DIGITALOCEAN_CACHE_SECONDS:g}: "
+            f"each process may send up to {per_hour:.0f} requests an hour to the DigitalOcean "
+            "API, whose token allows 5,000 an hour for everything that uses it.",
+            hint=f"Set it to {_DIGITALOCEAN_CACHE_FLOOR:g} or more (default 60).",
+            id="pg_resilience.W406",
+        )
+    ]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
 import ssl
 import urllib.request
@@ -27,10 +28,10 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from django_pg_resilience.health.digitalocean import (
+from django_pg_resilience.health.digitalocean_http import (
+    TOKEN_ENV,
     DigitalOceanError,
-    _RefuseRedirects,
-    api_opener,
+    RefuseRedirects,
     fetch,
 )
 from django_pg_resilience.health.evaluate import Check, _graded
@@ -54,7 +55,7 @@ NodeThresholds = Mapping[str, tuple[float, float]]
 RESOURCES = ("cpu", "memory", "disk")
 
 
-class _RefuseMetricsRedirects(_RefuseRedirects):
+class _RefuseMetricsRedirects(RefuseRedirects):
     where = "the cluster's metrics_endpoints"
 
 
@@ -116,15 +117,14 @@ def _credentials(base_url: str, token: str, timeout: float) -> str:
         headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
     )
     body = fetch(
-        api_opener(),
         request,
         timeout,
         {
-            401: "the API refused the token for the metrics credentials (401): check "
-            "DIGITALOCEAN_TOKEN",
+            401: f"the API refused the token for the metrics credentials (401): check {TOKEN_ENV}",
             403: "the token may not read the metrics credentials (403 Forbidden): give it "
             "the database read scope",
         },
+        kind="metrics_credentials",
     )
     try:
         credentials = json.loads(body)["credentials"]
@@ -152,29 +152,33 @@ def _read_endpoint(
     if not host or not isinstance(port, int):
         facts["error"] = f"the API listed a metrics endpoint without host and port: {address}"
         return facts
-    opener = urllib.request.build_opener(
-        _RefuseMetricsRedirects, urllib.request.HTTPSHandler(context=context)
-    )
     request = urllib.request.Request(
         f"https://{host}:{port}/metrics", headers={"Authorization": authorization}
     )
     try:
         body = fetch(
-            opener,
             request,
             timeout,
             {
                 401: f"{address} refused the metrics credentials (401): reset them with "
                 f"PUT {CREDENTIALS_PATH} or check the token's account"
             },
+            kind="node_metrics",
+            context=context,
+            redirects=_RefuseMetricsRedirects,
         )
     except DigitalOceanError as exc:
         facts["error"] = str(exc)
         return facts
     samples = parse_prometheus_text(body.decode("utf-8", "replace"))
     facts["node"] = _host_label(samples) or host
-    facts.update({f"{key}_ratio": value for key, value in utilisation(samples).items()})
-    if all(facts[f"{key}_ratio"] is None for key in RESOURCES):
+    ratios = utilisation(samples)
+    # NaN and infinity are no JSON: kept as None, and said which (graded UNKNOWN).
+    invalid = {key: str(v) for key, v in ratios.items() if v is not None and not math.isfinite(v)}
+    if invalid:
+        facts["invalid"] = invalid
+    facts.update({f"{key}_ratio": None if key in invalid else v for key, v in ratios.items()})
+    if all(ratios[key] is None for key in RESOURCES):
         facts["error"] = f"{address} serves none of the CPU, memory or disk series"
     return facts
 
@@ -198,7 +202,11 @@ def fetch_node_metrics(
 
 
 def evaluate_nodes(nodes: list[dict[str, Any]], thresholds: NodeThresholds) -> list[Check]:
-    """One check per node: the worst of its CPU, memory and disk against the thresholds."""
+    """One check per node: the worst of its CPU, memory and disk against the thresholds.
+
+    A value that is not a number (NaN, infinite: an endpoint that lost its
+    counters) is UNKNOWN, never OK: nothing was measured.
+    """
     checks = []
     for node in nodes:
         name = node["node"]
@@ -212,31 +220,50 @@ def evaluate_nodes(nodes: list[dict[str, Any]], thresholds: NodeThresholds) -> l
                 )
             )
             continue
-        graded = []
-        parts = []
-        for resource in RESOURCES:
-            ratio = node.get(f"{resource}_ratio")
-            if ratio is None:
-                continue
-            warning, critical = thresholds[resource]
-            status = _graded(ratio, warning, critical)
-            graded.append((status, resource))
-            crossed = critical if status is Status.CRITICAL else warning
-            limit = "" if status is Status.OK else f" (over {crossed:.0%})"
-            parts.append(f"{resource} {ratio:.0%}{limit}")
-        status = worst(s for s, _ in graded)
-        busy = [resource for s, resource in graded if s is not Status.OK]
+        graded = [
+            (resource, *_grade(node, resource, thresholds))
+            for resource in RESOURCES
+            if node.get(f"{resource}_ratio") is not None or resource in node.get("invalid", {})
+        ]
+        status = worst(status for _, status, _ in graded)
         checks.append(
             Check(
                 "digitalocean_node",
                 status,
-                f"DigitalOcean node {name}: " + ", ".join(parts),
+                f"DigitalOcean node {name}: " + ", ".join(part for _, _, part in graded),
                 value={r: node.get(f"{r}_ratio") for r in RESOURCES},
                 subject=name,
-                hint=None
-                if not busy
-                else f"The node's {' and '.join(busy)} {'is' if len(busy) == 1 else 'are'} "
-                "near capacity, which slows a failover: resize the cluster or find the load.",
+                hint=_node_hint([(r, s) for r, s, _ in graded]),
             )
         )
     return checks
+
+
+def _grade(
+    node: Mapping[str, Any], resource: str, thresholds: NodeThresholds
+) -> tuple[Status, str]:
+    """(status, text) of one resource of a node."""
+    ratio = node.get(f"{resource}_ratio")
+    if ratio is None or not math.isfinite(ratio):
+        shown = node.get("invalid", {}).get(resource) or str(ratio)
+        return Status.UNKNOWN, f"{resource} {shown}: not a usable value"
+    warning, critical = thresholds[resource]
+    status = _graded(ratio, warning, critical)
+    crossed = critical if status is Status.CRITICAL else warning
+    limit = "" if status is Status.OK else f" (over {crossed:.0%})"
+    return status, f"{resource} {ratio:.0%}{limit}"
+
+
+def _node_hint(graded: list[tuple[str, Status]]) -> str | None:
+    if any(status is Status.UNKNOWN for _, status in graded):
+        return (
+            "The node's metrics endpoint serves a value that is not a number: check the "
+            "node in the DigitalOcean control panel."
+        )
+    busy = [resource for resource, status in graded if status is not Status.OK]
+    if not busy:
+        return None
+    return (
+        f"The node's {' and '.join(busy)} {'is' if len(busy) == 1 else 'are'} near capacity, "
+        "which slows a failover: resize the cluster or find the load."
+    )

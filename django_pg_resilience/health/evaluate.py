@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -99,6 +100,8 @@ class Check:
 
 
 def _graded(value: float, warning: float | None, critical: float | None) -> Status:
+    if not math.isfinite(value):
+        return Status.UNKNOWN  # NaN compares false with everything: it would pass as OK
     if critical is not None and value >= critical:
         return Status.CRITICAL
     if warning is not None and value >= warning:

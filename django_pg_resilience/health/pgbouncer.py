@@ -6,6 +6,11 @@ Reads PgBouncer's admin console (the ``pgbouncer`` database: ``SHOW CONFIG``,
 --pgbouncer DSN``. The user needs to be in PgBouncer's ``admin_users`` or
 ``stats_users``. The DSN's password never appears in a report.
 
+Each probe is bounded: the connect by ``connect_timeout`` (the round's, or the
+DSN's when smaller), every command's round trip by the round's timeout (the
+admin console has no ``statement_timeout``; a PgBouncer that stops answering
+mid-session would otherwise hold the probe's thread until TCP gives up).
+
 Behind PgBouncer, the app's own reconnects reach PgBouncer, not the database:
 how soon the site answers after a failover is PgBouncer's business, and its
 defaults are slow (a 15 s pause after each failed server login).
@@ -22,6 +27,7 @@ import psycopg
 from django.core.exceptions import ImproperlyConfigured
 from psycopg.conninfo import conninfo_to_dict
 
+from django_pg_resilience.backend.connection import ResilientConnection
 from django_pg_resilience.health.evaluate import Check, _graded
 from django_pg_resilience.health.status import Status
 from django_pg_resilience.health.targets import MASK, masked_dsn
@@ -86,6 +92,14 @@ def pgbouncer_params(name: str, dsn: str) -> dict[str, Any]:
     return {**params, "dbname": ADMIN_DATABASE}
 
 
+def _bounded(params: Mapping[str, Any], timeout: float) -> dict[str, Any]:
+    """``params`` with a connect timeout no longer than the round's (libpq's least is 2 s)."""
+    ours = max(2, round(timeout))
+    given = _number(params.get("connect_timeout"))
+    connect_timeout = ours if given is None or given <= 0 else min(ours, max(2, int(given)))
+    return {**params, "connect_timeout": connect_timeout}
+
+
 def _number(value: Any) -> float | None:
     try:
         return float(value)
@@ -105,9 +119,8 @@ def probe_pgbouncer(name: str, params: Mapping[str, Any], timeout: float) -> dic
     facts: dict[str, Any] = {"name": name, "dsn": masked_dsn(params), "error": None}
     started = time.monotonic()
     try:
-        with psycopg.connect(
-            **params, autocommit=True, connect_timeout=max(2, round(timeout))
-        ) as conn:
+        with ResilientConnection.connect(**_bounded(params, timeout), autocommit=True) as conn:
+            conn.io_timeout = timeout
             config = {str(row["key"]): row["value"] for row in _rows(conn, "SHOW CONFIG")}
             pools = _rows(conn, "SHOW POOLS")
             servers = _rows(conn, "SHOW SERVERS")

@@ -282,7 +282,7 @@ def probe(target: Target, timeout: float, abandon: _Abandon | None = None) -> No
     """Connect to ``target`` and read its facts; connection errors are facts, not raised."""
     facts = NodeFacts()
     started = time.monotonic()
-    stats.increment("health_probe_connections", target.name)
+    stats.increment("health_probe_connections", target.group)
     try:
         conn = psycopg.connect(**connect_params(target.params, timeout), autocommit=True)
     except psycopg.Error as exc:

@@ -23,6 +23,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django_pg_resilience import conf
 from django_pg_resilience.health.cache import CachedReport
 from django_pg_resilience.health.evaluate import Check
+from django_pg_resilience.health.providers import registered
 from django_pg_resilience.health.report import HealthReport
 from django_pg_resilience.health.status import Status, worst
 
@@ -30,6 +31,7 @@ __all__ = [
     "CLUSTER",
     "ENFORCEABLE_CHECKS",
     "begin_shutdown",
+    "enforceable_checks",
     "enforced_checks",
     "process_checks",
     "unknown_enforced_names",
@@ -37,7 +39,8 @@ __all__ = [
 
 #: The name that enforces the cluster's overall status.
 CLUSTER = "cluster"
-#: The cluster checks an operator may enforce (the names ``manage.py health`` uses).
+#: The nodes' checks an operator may enforce (the names ``manage.py health`` uses); the
+#: providers add theirs (:func:`enforceable_checks`).
 ENFORCEABLE_CHECKS = frozenset(
     {
         CLUSTER,
@@ -54,7 +57,6 @@ ENFORCEABLE_CHECKS = frozenset(
         "circuit_breaker",
         "queries",
         "primary",
-        "digitalocean",
     }
 )
 _FAILING = (Status.CRITICAL, Status.UNKNOWN)
@@ -131,23 +133,23 @@ def process_checks() -> list[Check]:
     return checks
 
 
+def enforceable_checks() -> frozenset[str]:
+    """The names READINESS_ENFORCE may use: the nodes' checks and every provider's."""
+    return ENFORCEABLE_CHECKS | {name for p in registered() for name in p.check_names}
+
+
 def unknown_enforced_names(names: Iterable[str]) -> list[str]:
-    return sorted(set(names) - ENFORCEABLE_CHECKS)
+    return sorted(set(names) - enforceable_checks())
 
 
 def enforced_checks(names: Iterable[str], cached: CachedReport) -> list[Check]:
-    """One check per enforced name: CRITICAL when the cluster fails it (or cannot tell)."""
-    report = cached.report
+    """One check per enforced name: CRITICAL when the cluster fails it, UNKNOWN when it
+    cannot tell (no report yet, or one older than HEALTH_MAX_REPORT_AGE: fail closed)."""
+    report = cached.current
     result = []
     for name in sorted(set(names)):
         if report is None:
-            result.append(
-                Check(
-                    f"enforced:{name}",
-                    Status.UNKNOWN,
-                    cached.error or "no cluster report yet (the first round is running)",
-                )
-            )
+            result.append(Check(f"enforced:{name}", Status.UNKNOWN, cached.why_unknown))
             continue
         status = _status_of(report, name)
         message = f"cluster check {name!r} is {status.name}"

@@ -1,16 +1,24 @@
-"""The report as JSON, Prometheus text exposition, or a Nagios plugin line."""
+"""The report as JSON or Prometheus text exposition; :func:`render` picks any format."""
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from typing import Any
 
-from django_pg_resilience.health.pgbouncer import RECOMMENDED
-from django_pg_resilience.health.report import HealthReport
+from django_pg_resilience.health.probe import NodeFacts
+from django_pg_resilience.health.providers import Sample, prometheus_metrics, registered
+from django_pg_resilience.health.report import HealthReport, NodeReport
 
-__all__ = ["FORMATS", "render", "render_json", "render_nagios", "render_prometheus"]
+__all__ = [
+    "FORMATS",
+    "PROMETHEUS_METRICS",
+    "all_prometheus_metrics",
+    "prometheus_samples",
+    "render",
+    "render_json",
+    "render_prometheus",
+]
 
 FORMATS = ("table", "json", "prometheus", "nagios")
 
@@ -21,7 +29,8 @@ def render_json(report: HealthReport) -> str:
 
 # --- Prometheus -----------------------------------------------------------------
 
-#: name -> (type, help). Every metric is prefixed ``pg_resilience_``.
+#: The nodes' gauges: name -> (type, help). Every metric is prefixed ``pg_resilience_``;
+#: the providers add theirs (:func:`all_prometheus_metrics`).
 PROMETHEUS_METRICS: dict[str, tuple[str, str]] = {
     "health_status": ("gauge", "Overall health: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN."),
     "health_check_duration_seconds": ("gauge", "Wall time of the health check round."),
@@ -48,125 +57,82 @@ PROMETHEUS_METRICS: dict[str, tuple[str, str]] = {
     "standby_replay_delay_seconds": ("gauge", "Replay delay of this standby (0 when caught up)."),
     "standby_replay_lag_bytes": ("gauge", "WAL bytes received but not yet replayed."),
     "standby_wal_receiver_streaming": ("gauge", "1 if the standby's WAL receiver is streaming."),
-    "digitalocean_api_up": ("gauge", "1 if the DigitalOcean API answered the last check."),
-    "digitalocean_online": ("gauge", "1 if the DigitalOcean cluster status is online."),
-    "digitalocean_nodes": ("gauge", "Nodes of the DigitalOcean cluster."),
-    "digitalocean_last_failover_age_seconds": ("gauge", "Seconds since the last promotion."),
-    "digitalocean_node_metrics_up": (
-        "gauge",
-        "1 if the node's DigitalOcean metrics endpoint answered the last check.",
-    ),
-    "digitalocean_node_cpu_ratio": ("gauge", "CPU busy on the database node (0-1)."),
-    "digitalocean_node_memory_ratio": ("gauge", "Memory used on the database node (0-1)."),
-    "digitalocean_node_disk_ratio": ("gauge", "Disk used on the database node's fullest volume."),
-    "pgbouncer_up": ("gauge", "1 if PgBouncer's admin console answered the last check."),
-    "pgbouncer_clients_waiting": ("gauge", "PgBouncer clients waiting for a server connection."),
-    "pgbouncer_max_wait_seconds": ("gauge", "How long PgBouncer's oldest waiting client waited."),
-    "pgbouncer_servers": ("gauge", "PgBouncer server connections by state."),
-    "pgbouncer_setting_seconds": ("gauge", "PgBouncer settings that bound a failover."),
 }
+
+
+def all_prometheus_metrics() -> dict[str, tuple[str, str]]:
+    """The nodes' gauges and every provider's: name -> (type, help)."""
+    return prometheus_metrics(PROMETHEUS_METRICS)
 
 
 def _escape(value: Any) -> str:
     return str(value).replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
 
-def prometheus_samples(report: HealthReport) -> Iterator[tuple[str, dict[str, str], float]]:
+def prometheus_samples(report: HealthReport) -> Iterator[Sample]:
     """(name without the ``pg_resilience_`` prefix, labels, value) for every gauge."""
     yield "health_status", {}, int(report.status)
     yield "health_check_duration_seconds", {}, report.duration_seconds
     yield "health_checked_timestamp_seconds", {}, report.checked_at.timestamp()
     for node in report.nodes:
-        f = node.facts
-        labels = {"node": node.target.name, "group": node.target.group}
-        yield "node_health_status", labels, int(node.status)
-        yield "up", labels, int(f.reachable)
-        if not f.reachable:
-            continue
-        yield "is_primary", labels, int(f.role == "primary")
-        optional = {
-            "connect_seconds": f.connect_seconds,
-            "timeline": f.timeline,
-            "connections_used": f.connections_used,
-            "connections_max": f.connections_max,
-            "connections_used_ratio": f.connections_ratio,
-            "oldest_transaction_seconds": f.oldest_transaction_seconds or 0.0,
-        }
-        for name, value in optional.items():
-            if value is not None:
-                yield name, labels, value
-        if f.role == "primary":
-            streaming = sum(1 for s in f.standbys if s.get("state") == "streaming")
-            yield "standbys_streaming", labels, streaming
-            lossless = next(
-                (c.value for c in node.checks if c.name == "synchronous_replication"), False
-            )
-            yield "synchronous_lossless", labels, int(bool(lossless))
-            synchronous = sum(1 for s in f.standbys if s.get("sync_state") in ("sync", "quorum"))
-            yield "synchronous_standbys", labels, synchronous
-            for standby in f.standbys:
-                standby_labels = {**labels, "standby": str(standby.get("application_name") or "")}
-                yield (
-                    "replication_lag_seconds",
-                    standby_labels,
-                    standby.get("replay_lag_seconds") or 0.0,
-                )
-                if standby.get("replay_lag_bytes") is not None:
-                    yield "replication_lag_bytes", standby_labels, standby["replay_lag_bytes"]
-            for slot in f.slots:
-                slot_labels = {**labels, "slot": str(slot.get("slot_name"))}
-                yield "replication_slot_active", slot_labels, int(bool(slot.get("active")))
-                if slot.get("retained_bytes") is not None:
-                    yield "replication_slot_retained_bytes", slot_labels, slot["retained_bytes"]
-        elif f.role == "standby":
-            if f.replay_delay_seconds is not None:
-                yield "standby_replay_delay_seconds", labels, f.replay_delay_seconds
-            if f.replay_lag_bytes is not None:
-                yield "standby_replay_lag_bytes", labels, f.replay_lag_bytes
-            yield (
-                "standby_wal_receiver_streaming",
-                labels,
-                int(f.wal_receiver_status == "streaming"),
-            )
-    do = report.digitalocean
-    if do:
-        yield "digitalocean_api_up", {"cluster": str(do.get("cluster"))}, int(not do.get("error"))
-    if do and not do.get("error"):
-        labels = {"cluster": str(do.get("cluster"))}
-        yield "digitalocean_online", labels, int(do.get("status") == "online")
-        if isinstance(do.get("num_nodes"), int):
-            yield "digitalocean_nodes", labels, do["num_nodes"]
-        if do.get("last_failover"):
-            yield (
-                "digitalocean_last_failover_age_seconds",
-                labels,
-                do["last_failover"]["age_seconds"],
-            )
-        for node in do.get("nodes") or []:
-            node_labels = {**labels, "node": str(node["node"])}
-            yield "digitalocean_node_metrics_up", node_labels, int(not node.get("error"))
-            for resource in ("cpu", "memory", "disk"):
-                if node.get(f"{resource}_ratio") is not None:
-                    name = f"digitalocean_node_{resource}_ratio"
-                    yield name, node_labels, node[f"{resource}_ratio"]
-    yield from _pgbouncer_samples(report.pgbouncers or [])
+        yield from _node_samples(node)
+    for provider in registered():
+        facts = report.providers.get(provider.name)
+        if facts is not None:
+            yield from provider.samples(facts)
 
 
-def _pgbouncer_samples(
-    bouncers: list[dict[str, Any]],
-) -> Iterator[tuple[str, dict[str, str], float]]:
-    for bouncer in bouncers:
-        labels = {"pgbouncer": str(bouncer["name"])}
-        yield "pgbouncer_up", labels, int(not bouncer.get("error"))
-        if bouncer.get("error"):
-            continue
-        yield "pgbouncer_clients_waiting", labels, bouncer["clients_waiting"]
-        yield "pgbouncer_max_wait_seconds", labels, bouncer["max_wait_seconds"]
-        for state, count in sorted(bouncer["servers"].items()):
-            yield "pgbouncer_servers", {**labels, "state": state}, count
-        for setting, value in bouncer["config"].items():
-            if setting in RECOMMENDED and value is not None:
-                yield "pgbouncer_setting_seconds", {**labels, "setting": setting}, float(value)
+def _node_samples(node: NodeReport) -> Iterator[Sample]:
+    f = node.facts
+    labels = {"node": node.target.name, "group": node.target.group}
+    yield "node_health_status", labels, int(node.status)
+    yield "up", labels, int(f.reachable)
+    if not f.reachable:
+        return
+    yield "is_primary", labels, int(f.role == "primary")
+    optional = {
+        "connect_seconds": f.connect_seconds,
+        "timeline": f.timeline,
+        "connections_used": f.connections_used,
+        "connections_max": f.connections_max,
+        "connections_used_ratio": f.connections_ratio,
+        "oldest_transaction_seconds": f.oldest_transaction_seconds or 0.0,
+    }
+    for name, value in optional.items():
+        if value is not None:
+            yield name, labels, value
+    if f.role == "primary":
+        yield from _primary_samples(node, labels)
+    elif f.role == "standby":
+        yield from _standby_samples(f, labels)
+
+
+def _primary_samples(node: NodeReport, labels: dict[str, str]) -> Iterator[Sample]:
+    f = node.facts
+    yield "standbys_streaming", labels, sum(1 for s in f.standbys if s.get("state") == "streaming")
+    lossless = next((c.value for c in node.checks if c.name == "synchronous_replication"), False)
+    yield "synchronous_lossless", labels, int(bool(lossless))
+    synchronous = sum(1 for s in f.standbys if s.get("sync_state") in ("sync", "quorum"))
+    yield "synchronous_standbys", labels, synchronous
+    for standby in f.standbys:
+        standby_labels = {**labels, "standby": str(standby.get("application_name") or "")}
+        lag = standby.get("replay_lag_seconds") or 0.0
+        yield "replication_lag_seconds", standby_labels, lag
+        if standby.get("replay_lag_bytes") is not None:
+            yield "replication_lag_bytes", standby_labels, standby["replay_lag_bytes"]
+    for slot in f.slots:
+        slot_labels = {**labels, "slot": str(slot.get("slot_name"))}
+        yield "replication_slot_active", slot_labels, int(bool(slot.get("active")))
+        if slot.get("retained_bytes") is not None:
+            yield "replication_slot_retained_bytes", slot_labels, slot["retained_bytes"]
+
+
+def _standby_samples(f: NodeFacts, labels: dict[str, str]) -> Iterator[Sample]:
+    if f.replay_delay_seconds is not None:
+        yield "standby_replay_delay_seconds", labels, f.replay_delay_seconds
+    if f.replay_lag_bytes is not None:
+        yield "standby_replay_lag_bytes", labels, f.replay_lag_bytes
+    yield "standby_wal_receiver_streaming", labels, int(f.wal_receiver_status == "streaming")
 
 
 def render_prometheus(report: HealthReport) -> str:
@@ -177,84 +143,13 @@ def render_prometheus(report: HealthReport) -> str:
         sample = f"pg_resilience_{name}" + (f"{{{label_text}}}" if label_text else "")
         by_metric.setdefault(name, []).append(f"{sample} {float(value):g}")
     lines: list[str] = []
-    for name, (kind, help_text) in PROMETHEUS_METRICS.items():
+    for name, (kind, help_text) in all_prometheus_metrics().items():
         if name not in by_metric:
             continue
         lines.append(f"# HELP pg_resilience_{name} {help_text}")
         lines.append(f"# TYPE pg_resilience_{name} {kind}")
         lines.extend(by_metric[name])
     return "\n".join(lines) + "\n"
-
-
-# --- Nagios ---------------------------------------------------------------------
-
-_LABEL_UNSAFE = re.compile(r"['=\s|]+")
-
-
-def _perf_label(*parts: str) -> str:
-    return "'" + _LABEL_UNSAFE.sub("_", "_".join(p for p in parts if p)) + "'"
-
-
-def _num(value: float | None) -> str:
-    return "" if value is None else f"{value:g}"
-
-
-def render_nagios(report: HealthReport) -> str:
-    """``PG_RESILIENCE <STATUS> - summary | 'label'=value[UOM];warn;crit;min;max ...``."""
-    perf: list[str] = []
-    t = report.thresholds
-    for node in report.nodes:
-        f = node.facts
-        name = node.target.name
-        perf.append(f"{_perf_label(name, 'up')}={int(f.reachable)};;;0;1")
-        if f.connections_ratio is not None:
-            perf.append(
-                f"{_perf_label(name, 'connections')}={f.connections_ratio * 100:.1f}%;"
-                f"{_num(t.connections_warning * 100)};{_num(t.connections_critical * 100)};0;100"
-            )
-        for standby in f.standbys:
-            lag = standby.get("replay_lag_seconds") or 0.0
-            perf.append(
-                f"{_perf_label(name, str(standby.get('application_name') or ''), 'lag')}="
-                f"{lag:.3f}s;{_num(t.lag_warning)};{_num(t.lag_critical)};0;"
-            )
-        if f.role == "standby" and f.replay_delay_seconds is not None:
-            perf.append(
-                f"{_perf_label(name, 'replay_delay')}={f.replay_delay_seconds:.3f}s;"
-                f"{_num(t.lag_warning)};{_num(t.lag_critical)};0;"
-            )
-    perf += _provider_perfdata(report)
-    status = report.status.name
-    line = f"PG_RESILIENCE {status} - {report.summary()}".replace("|", "/")
-    return line + (" | " + " ".join(perf) if perf else "") + "\n"
-
-
-def _provider_perfdata(report: HealthReport) -> list[str]:
-    """Perfdata of the DigitalOcean nodes and the PgBouncers."""
-    perf: list[str] = []
-    t = report.thresholds
-    limits = t.node_limits()
-    for node in (report.digitalocean or {}).get("nodes") or []:
-        for resource in ("cpu", "memory", "disk"):
-            ratio = node.get(f"{resource}_ratio")
-            if ratio is not None:
-                warning, critical = limits[resource]
-                perf.append(
-                    f"{_perf_label('do', str(node['node']), resource)}={ratio * 100:.1f}%;"
-                    f"{_num(warning * 100)};{_num(critical * 100)};0;100"
-                )
-    for bouncer in report.pgbouncers or []:
-        name = str(bouncer["name"])
-        perf.append(f"{_perf_label('pgbouncer', name, 'up')}={int(not bouncer.get('error'))};;;0;1")
-        if not bouncer.get("error"):
-            perf.append(
-                f"{_perf_label('pgbouncer', name, 'waiting')}={bouncer['clients_waiting']};;;0;"
-            )
-            perf.append(
-                f"{_perf_label('pgbouncer', name, 'max_wait')}={bouncer['max_wait_seconds']:.3f}s;"
-                f"{_num(t.pgbouncer_wait_warning)};{_num(t.pgbouncer_wait_critical)};0;"
-            )
-    return perf
 
 
 def render(report: HealthReport, fmt: str, *, color: bool = False, show_dsn: bool = False) -> str:
@@ -264,6 +159,8 @@ def render(report: HealthReport, fmt: str, *, color: bool = False, show_dsn: boo
     if fmt == "prometheus":
         return render_prometheus(report)
     if fmt == "nagios":
+        from django_pg_resilience.health.nagios import render_nagios
+
         return render_nagios(report)
     if fmt == "table":
         from django_pg_resilience.health.table import render_table

@@ -1,9 +1,14 @@
-"""Run every check once and gather the result in one :class:`HealthReport`."""
+"""Run every check once and gather the result in one :class:`HealthReport`.
+
+One round: the providers (:mod:`.providers`: DigitalOcean, PgBouncer, any
+registered one) start in threads of their own, every node is probed in
+parallel (:mod:`.probe`), the facts are evaluated (:mod:`.evaluate`), and the
+providers' answers are merged in as they come, each within its budget.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
@@ -12,12 +17,12 @@ from typing import Any
 from django_pg_resilience import stats
 from django_pg_resilience.conf import app_settings
 from django_pg_resilience.health.evaluate import Check, Thresholds, evaluate_groups, evaluate_node
-from django_pg_resilience.health.pgbouncer import check_pgbouncers, pgbouncer_params
 from django_pg_resilience.health.probe import NodeFacts, probe_all
+from django_pg_resilience.health.providers import RoundContext, registered, run_providers
 from django_pg_resilience.health.status import Status, worst
 from django_pg_resilience.health.targets import Target, discover_targets
 
-__all__ = ["SCHEMA_VERSION", "HealthReport", "NodeReport", "provider_rounds", "run_checks"]
+__all__ = ["SCHEMA_VERSION", "HealthReport", "NodeReport", "round_budget", "run_checks"]
 
 #: Bumped on any incompatible change of :meth:`HealthReport.as_dict`.
 SCHEMA_VERSION = 1
@@ -97,9 +102,20 @@ class HealthReport:
     timeout: float
     checked_at: datetime
     duration_seconds: float
-    digitalocean: dict[str, Any] | None = None
-    #: What each PgBouncer's admin console said (PG_RESILIENCE["PGBOUNCERS"], --pgbouncer).
-    pgbouncers: list[dict[str, Any]] | None = None
+    #: What each provider that ran said, by its name (see :mod:`.providers`).
+    providers: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def digitalocean(self) -> dict[str, Any] | None:
+        """What the DigitalOcean API said (None when it was not asked)."""
+        facts: dict[str, Any] | None = self.providers.get("digitalocean")
+        return facts
+
+    @property
+    def pgbouncers(self) -> list[dict[str, Any]] | None:
+        """What each PgBouncer's admin console said (PG_RESILIENCE["PGBOUNCERS"], --pgbouncer)."""
+        facts: list[dict[str, Any]] | None = self.providers.get("pgbouncers")
+        return facts
 
     @property
     def status(self) -> Status:
@@ -149,10 +165,10 @@ class HealthReport:
                 "thresholds": self.thresholds.as_dict(),
                 "nodes": [node.as_dict() for node in self.nodes],
                 "checks": [check.as_dict() for check in self.checks],
-                "digitalocean": self.digitalocean,
-                "pgbouncers": self.pgbouncers,
             }
         )
+        # Every provider's key is there (None when it was not asked): a stable schema.
+        data.update({p.name: self.providers.get(p.name) for p in registered()})
         return data
 
 
@@ -161,73 +177,69 @@ def run_checks(
     *,
     thresholds: Thresholds | None = None,
     timeout: float | None = None,
-    digitalocean: bool = False,
+    digitalocean: bool | None = False,
     do_cluster: str | None = None,
     targets: Sequence[Target] | None = None,
     pgbouncers: Mapping[str, str] | None = None,
+    fresh: bool = True,
+    provider_options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> HealthReport:
-    """Probe every node in parallel, evaluate, and return the report.
+    """Probe every node in parallel, ask the providers, evaluate, and return the report.
 
     Takes at most about ``timeout`` seconds (``PG_RESILIENCE['HEALTH_TIMEOUT']``)
-    whatever the nodes do (the provider's API: up to :func:`provider_rounds`
-    times that). ``pgbouncers`` ({name: DSN}) adds to ``PG_RESILIENCE['PGBOUNCERS']``.
+    whatever the nodes do (a provider: up to its budget, see :func:`round_budget`).
+    ``digitalocean``: ask the DigitalOcean API (None: when it is configured);
+    ``pgbouncers`` ({name: DSN}) adds to ``PG_RESILIENCE['PGBOUNCERS']``;
+    ``provider_options`` passes options to other providers by name. ``fresh=False``
+    lets providers answer from their own caches (the endpoints' shared round).
     Bad configuration raises ImproperlyConfigured.
     """
     settings = app_settings()
-    timeout = settings.HEALTH_TIMEOUT if timeout is None else timeout
-    thresholds = thresholds or Thresholds.from_settings(settings)
+    context = RoundContext(
+        settings=settings,
+        thresholds=thresholds or Thresholds.from_settings(settings),
+        timeout=settings.HEALTH_TIMEOUT if timeout is None else timeout,
+        fresh=fresh,
+        options={
+            **(provider_options or {}),
+            "digitalocean": {"enabled": digitalocean, "cluster": do_cluster},
+            "pgbouncers": {"dsns": dict(pgbouncers or {})},
+        },
+    )
     targets = list(discover_targets(aliases) if targets is None else targets)
-    # Parsed before any thread starts: a bad DSN raises ImproperlyConfigured here.
-    bouncer_entries = {
-        name: pgbouncer_params(name, dsn)
-        for name, dsn in {**settings.PGBOUNCERS, **(pgbouncers or {})}.items()
-    }
     checked_at = datetime.now(timezone.utc)
     started = time.monotonic()
-
-    do_result: list[tuple[dict[str, Any], list[Check]]] = []
-    do_thread: threading.Thread | None = None
-    if digitalocean:
-        from django_pg_resilience.health.digitalocean import check_cluster
-
-        cluster = do_cluster or settings.DIGITALOCEAN_CLUSTER
-
-        def ask_digitalocean() -> None:
-            do_result.append(
-                check_cluster(
-                    cluster,
-                    base_url=settings.DIGITALOCEAN_API_URL,
-                    timeout=timeout,
-                    node_thresholds=thresholds.node_limits()
-                    if settings.DIGITALOCEAN_NODE_METRICS
-                    else None,
-                    metrics_ca=settings.DIGITALOCEAN_METRICS_CA,
-                )
-            )
-
-        # In parallel with the probes, and a daemon so it never holds the exit.
-        do_thread = threading.Thread(target=ask_digitalocean, name="health-do", daemon=True)
-        do_thread.start()
-
-    bouncer_result: list[tuple[list[dict[str, Any]], list[Check]]] = []
-    bouncer_thread = threading.Thread(
-        target=lambda: bouncer_result.append(
-            check_pgbouncers(
-                bouncer_entries,
-                timeout=timeout,
-                wait_warning=thresholds.pgbouncer_wait_warning,
-                wait_critical=thresholds.pgbouncer_wait_critical,
-            )
-        ),
-        name="health-pgbouncers",
-        daemon=True,
+    # Started first (a bad setting raises before any thread), answered while the nodes are probed.
+    providers = run_providers(context)
+    all_facts = probe_all(targets, context.timeout)
+    nodes = _node_reports(targets, all_facts, context.thresholds)
+    checks = evaluate_groups(targets, all_facts)
+    answers = providers.collect()
+    for answer in answers.values():
+        checks += answer.checks
+    return HealthReport(
+        nodes=nodes,
+        checks=checks,
+        thresholds=context.thresholds,
+        timeout=context.timeout,
+        checked_at=checked_at,
+        duration_seconds=time.monotonic() - started,
+        providers={name: answer.facts for name, answer in answers.items()},
     )
-    if bouncer_entries:
-        bouncer_thread.start()
 
-    all_facts = probe_all(targets, timeout)
+
+def round_budget(context: RoundContext) -> float:
+    """The longest a round with ``context`` may take: the probes' timeout, or the
+    budget of the slowest provider it asks."""
+    budgets = [p.budget(context) for p in registered() if p.enabled(context)]
+    return max([context.timeout, *budgets])
+
+
+def _node_reports(
+    targets: Sequence[Target], all_facts: Sequence[NodeFacts], thresholds: Thresholds
+) -> list[NodeReport]:
     app_view = stats.snapshot()
-    nodes = [
+    return [
         NodeReport(
             target=target,
             facts=facts,
@@ -236,39 +248,6 @@ def run_checks(
         )
         for target, facts in zip(targets, all_facts, strict=True)
     ]
-    checks = evaluate_groups(targets, all_facts)
-    do_facts: dict[str, Any] | None = None
-    if do_thread is not None:
-        do_thread.join(max(0.0, started + provider_rounds(settings) * timeout - time.monotonic()))
-        if do_result:
-            do_facts, do_checks = do_result[0]
-        else:
-            message = f"no answer from the DigitalOcean API within {timeout:g} s"
-            do_facts = {"cluster": do_cluster or settings.DIGITALOCEAN_CLUSTER, "error": message}
-            do_checks = [Check("digitalocean", Status.UNKNOWN, f"DigitalOcean: {message}")]
-        checks += do_checks
-    bouncer_facts: list[dict[str, Any]] | None = None
-    if bouncer_entries:
-        bouncer_thread.join(max(0.0, started + timeout + 2 - time.monotonic()))
-        bouncer_facts, bouncer_checks = bouncer_result[0] if bouncer_result else ([], [])
-        checks += bouncer_checks
-    return HealthReport(
-        nodes=nodes,
-        checks=checks,
-        thresholds=thresholds,
-        timeout=timeout,
-        checked_at=checked_at,
-        duration_seconds=time.monotonic() - started,
-        digitalocean=do_facts,
-        pgbouncers=bouncer_facts,
-    )
-
-
-def provider_rounds(settings: Any = None) -> int:
-    """Sequential requests of the DigitalOcean check, each bounded by the timeout: the
-    cluster, its events, then (node metrics) the credentials and the endpoints in parallel."""
-    settings = settings or app_settings()
-    return 4 if settings.DIGITALOCEAN_NODE_METRICS else 2
 
 
 def _app_view_of(target: Target, snapshot: dict[str, dict[str, float]]) -> dict[str, float] | None:

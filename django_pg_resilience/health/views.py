@@ -11,17 +11,17 @@
 
 The cluster report comes from the per-process cache (:mod:`.cache`): any
 number of requests cost at most one probe round per ``HEALTH_CACHE_SECONDS``.
-Details (nodes, hosts, lag, messages) are shown only to a request whose
-``X-Health-Token`` header matches ``PG_RESILIENCE['HEALTH_TOKEN']``; everyone
-else sees statuses alone and waits for a probe round only while there has
-never been one.
+Details (nodes, hosts, lag, messages) are shown only to a request that
+presents ``PG_RESILIENCE['HEALTH_TOKEN']`` (:mod:`.access`); everyone else sees
+statuses alone, only ever reads the cache, and waits for the shared round only
+while there is no current report. A token holder may add ``?fresh=1`` to get a
+report at most a second old (still one round at a time).
 The views are marked with ``PASSTHROUGH_ATTRIBUTE`` so the 503 middleware
 leaves their answers as they are: they report, they do not apologise.
 """
 
 from __future__ import annotations
 
-import hmac
 from datetime import datetime, timezone
 from typing import Any
 
@@ -31,6 +31,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
 from django_pg_resilience.conf import app_settings
+from django_pg_resilience.health.access import TOKEN_HEADER, token_matches, token_presented
 from django_pg_resilience.health.cache import CachedReport, cluster_report
 from django_pg_resilience.health.readiness import enforced_checks, process_checks
 from django_pg_resilience.health.report import SCHEMA_VERSION
@@ -39,30 +40,31 @@ from django_pg_resilience.unavailable import PASSTHROUGH_ATTRIBUTE
 
 __all__ = ["TOKEN_HEADER", "cluster_health", "healthz", "readyz"]
 
-TOKEN_HEADER = "X-Health-Token"  # noqa: S105 (a header name)
 _FAILING = (Status.CRITICAL, Status.UNKNOWN)
 
 
 def _token_matches(request: HttpRequest) -> bool:
-    try:
-        expected = app_settings().HEALTH_TOKEN
-    except ImproperlyConfigured:
-        return False
-    given = request.headers.get(TOKEN_HEADER)
-    if not expected or given is None:
-        return False
-    return hmac.compare_digest(given.encode(), expected.encode())
+    return token_matches(token_presented(request.headers.get))
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat()
 
 
-def _cached(wait: float | None) -> CachedReport:
+def _cached(*, waits: bool, fresh: bool = False, unless_current: bool = False) -> CachedReport:
+    """The cached report. ``waits``: for a running round; ``unless_current``: only while
+    there is no current report (none yet, or an expired one)."""
     try:
-        return cluster_report(wait)
+        cached = cluster_report(None if waits else 0.0, fresh=fresh)
+        if unless_current and not waits and cached.current is None and not cached.error:
+            cached = cluster_report(None)
+        return cached
     except ImproperlyConfigured as exc:
         return CachedReport(None, f"configuration error: {exc}")
+
+
+def _wants_fresh(request: HttpRequest, detailed: bool) -> bool:
+    return detailed and request.GET.get("fresh") in ("1", "true", "yes")
 
 
 @require_safe
@@ -83,12 +85,12 @@ def readyz(request: HttpRequest) -> JsonResponse:
     except ImproperlyConfigured:
         enforce = ()
     # Only an enforced check or a token holder waits for a probe round; the
-    # others get the report of an earlier round (or none yet) at once.
-    cached = _cached(None if enforce or detailed else 0.0)
+    # others get the report of an earlier round at once.
+    cached = _cached(waits=bool(enforce or detailed), fresh=_wants_fresh(request, detailed))
     checks += enforced_checks(enforce, cached)
     status = worst(check.status for check in checks)
     ready = status not in _FAILING
-    database = cached.report.status.name if cached.report is not None else Status.UNKNOWN.name
+    database = cached.status.name
     data: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "status": status.name,
@@ -108,30 +110,35 @@ def readyz(request: HttpRequest) -> JsonResponse:
 def cluster_health(request: HttpRequest) -> JsonResponse:
     """The cluster report (``manage.py health``'s JSON); 503 when CRITICAL or UNKNOWN."""
     detailed = _token_matches(request)
-    # An anonymous caller waits for a round only when there has never been one.
-    cached = _cached(None if detailed else 0.0)
-    if cached.report is None and cached.error is None and not detailed:
-        cached = _cached(None)
+    cached = _cached(waits=detailed, fresh=_wants_fresh(request, detailed), unless_current=True)
     body = _cluster_body(cached, detailed=detailed)
     return JsonResponse(body, status=503 if body["status"] in ("CRITICAL", "UNKNOWN") else 200)
 
 
 def _cluster_body(cached: CachedReport, *, detailed: bool) -> dict[str, Any]:
-    if cached.report is None:
+    if cached.report is None or (cached.expired and not detailed):
         data: dict[str, Any] = {
             "schema_version": SCHEMA_VERSION,
             "status": Status.UNKNOWN.name,
             "exit_code": int(Status.UNKNOWN),
-            "checked_at": _now(),
+            "checked_at": _now() if cached.report is None else cached.report.checked_at.isoformat(),
         }
         if detailed:
-            data["summary"] = cached.error or "no cluster report yet: the first round is running"
+            data["summary"] = cached.why_unknown
         return data
     data = cached.report.as_dict(detailed=detailed)
     if detailed:
         data["age_seconds"] = round(cached.age_seconds or 0.0, 3)
+        data["stale"] = cached.stale or cached.expired
         if cached.error:
             data["error"] = cached.error
+        if cached.expired:
+            # The old report stays readable, but its status no longer counts.
+            data.update(
+                status=Status.UNKNOWN.name,
+                exit_code=int(Status.UNKNOWN),
+                summary=cached.why_unknown,
+            )
     return data
 
 

@@ -25,8 +25,10 @@ __all__ = [
     "is_bypassed",
     "is_staff_without_database",
     "maintenance_response",
+    "path_entry_problem",
     "remember_staff_at_login",
     "take_deferred",
+    "usable_path_prefixes",
 ]
 
 #: The error code of the maintenance JSON 503.
@@ -46,6 +48,8 @@ _DATABASE_FREE_SESSIONS = frozenset(
 _AUTH_MIDDLEWARE = "django.contrib.auth.middleware.AuthenticationMiddleware"
 # Where the middleware leaves a maintenance answer that waits for the user to be known.
 _DEFERRED = "_pg_resilience_maintenance"
+# What staff may still do anywhere during maintenance: read.
+_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 @functools.lru_cache(maxsize=8)
@@ -85,7 +89,29 @@ def _client_in_bypass_networks(request: HttpRequest) -> bool:
     return any(address in network for network in networks)
 
 
+def path_entry_problem(entry: str | None) -> str | None:
+    """Why a path prefix entry never serves as one ("everything", "nothing"), or None."""
+    if entry is None:
+        return None
+    if not entry.strip("/"):
+        return "everything"  # "" or "/": every path would start with it
+    if not entry.startswith("/"):
+        return "nothing"  # request paths always start with "/"
+    return None
+
+
+@functools.lru_cache(maxsize=16)
+def usable_path_prefixes(entries: tuple[str | None, ...]) -> tuple[str, ...]:
+    """The entries that are path prefixes; the others are left out (reported by W603, W604).
+
+    An empty entry would match every path and pass everyone: failing closed,
+    it passes no one.
+    """
+    return tuple(entry for entry in entries if entry and path_entry_problem(entry) is None)
+
+
 def _path_matches(path: str, prefixes: Sequence[str]) -> bool:
+    """Whether ``path`` is one of ``prefixes`` or under one, by whole segments."""
     for prefix in prefixes:
         stem = prefix.rstrip("/")
         if path in (prefix, stem) or path.startswith(stem + "/"):
@@ -100,9 +126,8 @@ def is_bypassed(request: HttpRequest, *, health_view: bool, webhook_view: bool) 
     health endpoint or a webhook view (the middleware knows from the view's flags).
     """
     app = conf.app_settings()
-    if health_view or _path_matches(
-        request.path_info, (*app.MAINTENANCE_BYPASS_PATHS, app.HEALTH_METRICS_PATH)
-    ):
+    prefixes = usable_path_prefixes((*app.MAINTENANCE_BYPASS_PATHS, app.HEALTH_METRICS_PATH))
+    if health_view or _path_matches(request.path_info, prefixes):
         return True
     if webhook_view and app.MAINTENANCE_BYPASS_WEBHOOKS:
         return True
@@ -113,9 +138,16 @@ def deferred_for_staff(request: HttpRequest, state: MaintenanceState) -> bool:
     """Leave the answer until the view, where the user is known, if staff may pass.
 
     AuthenticationMiddleware runs after this middleware, so ``request.user``
-    does not exist yet when the request arrives.
+    does not exist yet when the request arrives. Staff only read (GET, HEAD,
+    OPTIONS), except under MAINTENANCE_STAFF_WRITE_PATHS: the writes are what
+    maintenance is there to stop.
     """
-    if not conf.app_settings().MAINTENANCE_BYPASS_STAFF:
+    app = conf.app_settings()
+    if not app.MAINTENANCE_BYPASS_STAFF:
+        return False
+    if request.method not in _READ_METHODS and not _path_matches(
+        request.path_info, usable_path_prefixes(app.MAINTENANCE_STAFF_WRITE_PATHS)
+    ):
         return False
     if _AUTH_MIDDLEWARE not in list(getattr(settings, "MIDDLEWARE", None) or []):
         return False

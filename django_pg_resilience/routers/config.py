@@ -28,6 +28,8 @@ class RouterConfig:
     read_your_writes: str
     key: str
     max_age: float
+    #: The cookie's Secure flag: None follows SESSION_COOKIE_SECURE / CSRF_COOKIE_SECURE.
+    cookie_secure: bool | None = None
 
 
 def _replica_aliases(primary: str, configured: tuple[str, ...]) -> tuple[str, ...]:
@@ -81,6 +83,7 @@ def router_config() -> RouterConfig:
         read_your_writes=app.READ_YOUR_WRITES,
         key=app.READ_YOUR_WRITES_KEY,
         max_age=app.READ_YOUR_WRITES_MAX_AGE,
+        cookie_secure=app.READ_YOUR_WRITES_COOKIE_SECURE,
     )
 
 

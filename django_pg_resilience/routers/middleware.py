@@ -16,7 +16,8 @@ With ``READ_YOUR_WRITES = "session"``, put it after ``SessionMiddleware``
 (it keeps the position in the session, which it then reads from the primary).
 
 * A request that wrote leaves the primary's WAL position with the client
-  (a signed cookie or a session key, READ_YOUR_WRITES); the client's next
+  (an encrypted, signed cookie or a session key, READ_YOUR_WRITES; see
+  :mod:`.position_cookie`); the client's next
   requests read from a replica only once it replayed past it.
 * A safe request (GET, HEAD, OPTIONS) that wrote nothing and whose replica
   failed under it is run again with every read on the primary, and the replica
@@ -38,6 +39,7 @@ from django_pg_resilience import stats
 from django_pg_resilience.errors import is_availability_error
 from django_pg_resilience.routers.config import RouterConfig, replica_monitor, router_config
 from django_pg_resilience.routers.context import RoutingState, routing_state, use_primary
+from django_pg_resilience.routers.position_cookie import read_position, write_position
 from django_pg_resilience.routers.positions import format_lsn, parse_lsn
 from django_pg_resilience.routers.router import primary_position
 
@@ -45,7 +47,6 @@ __all__ = ["ReplicaRouterMiddleware"]
 
 logger = logging.getLogger("django_pg_resilience.routers")
 
-_SALT = "django_pg_resilience.routers.read_your_writes"
 _SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 _STATE_ATTRIBUTE = "_pg_resilience_routing_state"
 
@@ -74,10 +75,7 @@ class ReplicaRouterMiddleware:
 
     def _client_position(self, request: HttpRequest, config: RouterConfig) -> int | None:
         if config.read_your_writes == "cookie":
-            value = request.get_signed_cookie(
-                config.key, default=None, salt=_SALT, max_age=int(config.max_age)
-            )
-            return parse_lsn(value)
+            return read_position(request, config.key, config.max_age)
         if config.read_your_writes == "session":
             session = getattr(request, "session", None)
             if session is None:
@@ -111,19 +109,18 @@ class ReplicaRouterMiddleware:
                 return
         if state.required_position is None:
             return
-        value = format_lsn(state.required_position)
         if config.read_your_writes == "cookie":
-            response.set_signed_cookie(
+            write_position(
+                request,
+                response,
                 config.key,
-                value,
-                salt=_SALT,
-                max_age=int(config.max_age),
-                secure=request.is_secure(),
-                httponly=True,
-                samesite="Lax",
+                state.required_position,
+                max_age=config.max_age,
+                secure=config.cookie_secure,
             )
         elif getattr(request, "session", None) is not None:
-            request.session[config.key] = {"position": value, "at": time.time()}
+            position = format_lsn(state.required_position)
+            request.session[config.key] = {"position": position, "at": time.time()}
 
     # --- a replica that fails under a request --------------------------------
 

@@ -2,7 +2,9 @@
 
 A request never waits for a measurement: it reads the cache, and when the
 cache is older than REPLICA_CHECK_INTERVAL it starts one background refresh
-(unless one is already running) and goes on with what it has. A measurement
+(unless one is already running) and goes on with what it has. A refresh
+measures the replicas in parallel, so a silent one does not leave the others
+unmeasured for its connect timeout. A measurement
 older than a few intervals (the probe is stuck, or the process was idle) is
 not trusted: the router reads from the primary until a fresh one arrives.
 """
@@ -25,6 +27,8 @@ logger = logging.getLogger("django_pg_resilience.routers")
 
 #: A measurement older than this many intervals is not trusted.
 _TRUSTED_INTERVALS = 4
+#: Replicas measured at once, at most (each on its own connection).
+MAX_PARALLEL_PROBES = 8
 
 
 class ReplicaMonitor:
@@ -103,10 +107,35 @@ class ReplicaMonitor:
         """Measure every replica now (the background thread calls this; tests may too)."""
         self._refreshed_at = self._clock()
         primary_position = self._probe.primary_position()
-        for alias in self.replicas:
-            status = self._probe.measure(alias, primary_position)
-            self._record(status)
+        if len(self.replicas) == 1:
+            self._record(self._probe.measure(self.replicas[0], primary_position))
+        else:
+            self._measure_in_parallel(primary_position)
         self._refreshed_at = self._clock()
+
+    def _measure_in_parallel(self, primary_position: int | None) -> None:
+        """Every replica at once (at most MAX_PARALLEL_PROBES), each recorded when measured:
+        a silent one costs its own connect timeout, not the others' measurements."""
+        slots = threading.BoundedSemaphore(MAX_PARALLEL_PROBES)
+
+        def measure(alias: str) -> None:
+            with slots:
+                try:
+                    self._record(self._probe.measure(alias, primary_position))
+                except Exception:
+                    logger.exception("The lag probe of replica %r failed.", alias)
+
+        # Each measurement is bounded (connect_timeout, then io_timeout): so is the join.
+        threads = [
+            threading.Thread(
+                target=measure, args=(alias,), name="pg-resilience-replica-probe", daemon=True
+            )
+            for alias in self.replicas
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
 
     def _record(self, status: ReplicaStatus) -> None:
         previous = self._statuses.get(status.alias)

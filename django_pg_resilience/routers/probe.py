@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 import time
 from typing import Any
 
@@ -54,12 +55,14 @@ def _probe_params(alias: str, timeout: float) -> dict[str, Any]:
 
 
 class ProbeConnections:
-    """The probe's connections, kept between probes. Used by one thread at a time."""
+    """The probe's connections, kept between probes: one per alias, each used by one
+    thread at a time (the refresh measures several aliases in parallel)."""
 
     def __init__(self, primary: str, timeout: float) -> None:
         self.primary = primary
         self.timeout = timeout
         self._connections: dict[str, ResilientConnection] = {}
+        self._lock = threading.Lock()
 
     def primary_position(self) -> int | None:
         """The primary's flush position, or None when it cannot be read now."""
@@ -76,7 +79,8 @@ class ProbeConnections:
         if alias_state(alias).breaker.state != "closed":
             # Only a new connection through the breaker can close it again.
             self.drop(alias)
-        reused = alias in self._connections
+        with self._lock:
+            reused = alias in self._connections
         try:
             row = self._query_replica(alias)
         except _PROBE_ERRORS as exc:
@@ -109,21 +113,26 @@ class ProbeConnections:
         return connection.execute(_REPLICA_QUERY).fetchone()
 
     def drop(self, alias: str) -> None:
-        connection = self._connections.pop(alias, None)
+        with self._lock:
+            connection = self._connections.pop(alias, None)
         if connection is not None:
             with contextlib.suppress(Exception):
                 connection.close()
 
     def forget(self) -> None:
         """Let go of every connection without closing it (a forked child's copies)."""
+        self._lock = threading.Lock()
         self._connections.clear()
 
     def close(self) -> None:
-        for alias in list(self._connections):
+        with self._lock:
+            aliases = list(self._connections)
+        for alias in aliases:
             self.drop(alias)
 
     def _connection(self, alias: str, *, through_breaker: bool) -> ResilientConnection:
-        connection = self._connections.get(alias)
+        with self._lock:
+            connection = self._connections.get(alias)
         if connection is not None and not connection.closed:
             return connection
         params = _probe_params(alias, self.timeout)
@@ -135,7 +144,8 @@ class ProbeConnections:
             )
         else:
             connection = self._connect(params)
-        self._connections[alias] = connection
+        with self._lock:
+            self._connections[alias] = connection
         return connection
 
     def _connect(self, params: dict[str, Any]) -> ResilientConnection:

@@ -25,7 +25,14 @@ from django_pg_resilience.errors import is_availability_error
 from django_pg_resilience.models import WebhookEvent
 from django_pg_resilience.webhooks.processing import Delivery
 
-__all__ = ["Dispatcher", "Processed", "hand_over", "process_event", "seconds_until_due"]
+__all__ = [
+    "Dispatcher",
+    "Processed",
+    "give_back_attempt",
+    "hand_over",
+    "process_event",
+    "seconds_until_due",
+]
 
 logger = logging.getLogger("django_pg_resilience.webhooks")
 
@@ -76,10 +83,17 @@ def _call(dispatcher: Dispatcher, pk: int, delivery: Delivery) -> None:
         )
 
 
-def hand_over(view: Any, delivery: Delivery, using: str) -> None:
-    """Call the view's ``dispatch_to`` with the queued event's pk once its row commits."""
+def hand_over(view: Any, delivery: Delivery, using: str, pk: int | None = None) -> None:
+    """Call the view's ``dispatch_to`` with the queued event's pk once its row commits.
+
+    ``pk``: the event's id when the caller knows it (the insert returned it):
+    not read back.
+    """
     dispatcher = _dispatcher_of(view)
     if dispatcher is None:
+        return
+    if pk is not None:
+        transaction.on_commit(functools.partial(_call, dispatcher, pk, delivery), using=using)
         return
     try:
         pk = (
@@ -108,6 +122,7 @@ def process_event(
     using: str | None = None,
     max_attempts: int | None = None,
     backoff: float | None = None,
+    give_back: int | None = None,
 ) -> Processed | None:
     """Run the handler of event ``pk`` under the worker's lease; None when there is nothing to do.
 
@@ -118,10 +133,17 @@ def process_event(
     event another worker holds comes back as ``processing``, with the time its
     lease ends as ``next_attempt_at``: ask again then. Only an error of this
     worker's own connection propagates, for the queue to retry.
+
+    An outage does not count as an attempt (see :mod:`.worker`): when one
+    interrupts the handler while the database is away, the error is
+    :class:`~.worker.AttemptInterrupted`; pass its ``attempts`` as
+    ``give_back`` to the retry, which hands the attempt back first.
     """
     from django_pg_resilience.webhooks import worker
 
     alias = using or router.db_for_write(WebhookEvent) or DEFAULT_DB_ALIAS
+    if give_back is not None:
+        give_back_attempt(pk, give_back, using=alias)
     settings = conf.app_settings()
     status = worker.process_one(
         alias,
@@ -138,6 +160,23 @@ def process_event(
     if row is None or (status is None and row[0] != Status.PROCESSING):
         return None  # unknown, or already processed
     return Processed(pk, str(row[0]), row[1])
+
+
+def give_back_attempt(pk: int, attempts: int, *, using: str | None = None) -> bool:
+    """Hand back attempt ``attempts`` of event ``pk`` that an outage interrupted (see ``.worker``).
+
+    False when the event no longer holds it. While the database is still away,
+    raises :class:`~.worker.AttemptInterrupted` carrying it again.
+    """
+    from django_pg_resilience.webhooks import worker
+
+    alias = using or router.db_for_write(WebhookEvent) or DEFAULT_DB_ALIAS
+    try:
+        return worker.give_back(alias, pk, attempts)
+    except Exception as exc:
+        if not is_availability_error(exc):
+            raise
+        raise worker.AttemptInterrupted(pk, attempts, alias=alias) from exc
 
 
 def seconds_until_due(processed: Processed) -> float:

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import io
 import json
 import logging
+import math
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
@@ -29,6 +29,7 @@ from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
 from django_pg_resilience import conf, signals, stats
+from django_pg_resilience.backend import compat
 from django_pg_resilience.errors import is_availability_error
 from django_pg_resilience.models import WebhookEvent
 from django_pg_resilience.unavailable import (
@@ -43,7 +44,8 @@ from django_pg_resilience.webhooks.exceptions import (
     WebhookRejected,
     bad_request,
 )
-from django_pg_resilience.webhooks.processing import Delivery, Outcome, load_handler
+from django_pg_resilience.webhooks.processing import Delivery, Outcome, Stored
+from django_pg_resilience.webhooks.registry import handler_path, load_handler, register
 from django_pg_resilience.webhooks.verifiers import Verifier
 
 __all__ = ["IdempotentWebhookView", "handler_path", "load_handler"]
@@ -84,9 +86,26 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def handler_path(view_class: type) -> str:
-    """The dotted path stored in ``WebhookEvent.handler`` for ``view_class``."""
-    return f"{view_class.__module__}.{view_class.__qualname__}"
+def _finite_float(text: str) -> float:
+    # 1e999 is JSON, but Python reads it as inf: the payload handed to handle()
+    # would differ from the number stored (the body, as sent).
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"{text} does not fit a float")
+    return value
+
+
+def _json_text(body: bytes) -> str:
+    """The body as the text stored in the jsonb column; "" when it must be serialised again.
+
+    json.loads reads UTF-16 and UTF-32 and skips a byte-order mark; PostgreSQL
+    reads neither, so those bodies are stored from the parsed payload.
+    """
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return ""
+    return "" if text.startswith("\ufeff") else text
 
 
 class IdempotentWebhookView(View):
@@ -126,16 +145,27 @@ class IdempotentWebhookView(View):
     #: (webhooks_durable_ack_without_standby) and logged once per outage.
     #: False (strict) by default: see the trade-off in docs/webhooks.md.
     durable_ack_without_standby: ClassVar[bool] = False
-    #: Treat a body already stored for this source (same SHA-256) as a
-    #: duplicate, whatever its delivery id: the id of Shopify and GitHub is an
-    #: unsigned header, so a captured signed body could be replayed under new ids.
+    #: Treat a body already stored for this source, account and topic (same
+    #: SHA-256) as a duplicate, whatever its delivery id: the id of Shopify and
+    #: GitHub is an unsigned header, so a captured signed body could be
+    #: replayed under new ids. The same body under another account or topic is
+    #: a new event, flagged (``body_replayed``, a signal, a log line, a metric).
     dedup_body: ClassVar[bool] = True
+    #: With dedup_body: the strict rule, a body already stored for this source
+    #: under *any* account or topic is a duplicate. Closes cross-topic replay,
+    #: and drops a real event when a sender fires two topics with one body.
+    dedup_body_strict: ClassVar[bool] = False
     #: The DATABASES alias the events go to; None: the router's db_for_write.
     using: ClassVar[str | None] = None
     #: Largest body in bytes; None: PG_RESILIENCE["WEBHOOK_MAX_BODY_SIZE"].
     max_body_size: ClassVar[int | None] = None
     #: Request headers kept in ``WebhookEvent.headers`` (never a signature header).
     stored_headers: ClassVar[Sequence[str]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # Found by its handler path by the worker and the admin's replay.
+        register(cls)
 
     @classmethod
     def as_view(cls, **initkwargs: Any) -> Callable[..., HttpResponseBase]:
@@ -145,7 +175,7 @@ class IdempotentWebhookView(View):
         view = csrf_exempt(super().as_view(**initkwargs))
         # Read by the 503 middleware: webhooks get the JSON 503 the view itself sends.
         setattr(view, BARE_503_ATTRIBUTE, True)
-        view._non_atomic_requests = _EveryAlias()  # type: ignore[attr-defined]
+        compat.exempt_from_atomic_requests(view, _EveryAlias())
         return view
 
     # --- override points -----------------------------------------------------
@@ -247,10 +277,10 @@ class IdempotentWebhookView(View):
         Django bounds that only while DATA_UPLOAD_MAX_MEMORY_SIZE is set; a
         chunked request has no Content-Length to refuse up front.
         """
-        if hasattr(request, "_body"):
+        if compat.body_already_read(request):
             body: bytes = request.body  # read already (a test client, a middleware)
         else:
-            if request._read_started:  # type: ignore[attr-defined]
+            if compat.request_read_started(request):
                 raise RawPostDataException
             try:
                 body = request.read(limit + 1)
@@ -258,8 +288,7 @@ class IdempotentWebhookView(View):
                 raise UnreadablePostError(*exc.args) from exc
             if len(body) <= limit:
                 # What request.body would have done: keep it for verify() and handle().
-                request._body = body
-                request._stream = io.BytesIO(body)
+                compat.keep_request_body(request, body)
         if len(body) > limit:
             raise WebhookRejected(413, "body_too_large")
         return body
@@ -291,7 +320,7 @@ class IdempotentWebhookView(View):
             raise bad_request("body_unreadable") from None
         self.verify(request)
         try:
-            payload = json.loads(body, parse_constant=_refuse_constant)
+            payload = json.loads(body, parse_constant=_refuse_constant, parse_float=_finite_float)
         except (ValueError, RecursionError):
             raise bad_request("malformed_json") from None
         key = self.get_idempotency_key(request, payload)
@@ -308,6 +337,8 @@ class IdempotentWebhookView(View):
             headers=self.get_stored_headers(request),
             handler=handler_path(type(self)),
             body_sha256=hashlib.sha256(body).hexdigest() if self.dedup_body else "",
+            body_strict=self.dedup_body and self.dedup_body_strict,
+            payload_json=_json_text(body),
         )
 
     def store(self, delivery: Delivery, using: str) -> HttpResponse:
@@ -315,7 +346,7 @@ class IdempotentWebhookView(View):
         if self.process_async:
             stored = processing.enqueue(delivery, using)
             if stored.outcome is Outcome.QUEUED:
-                dispatch.hand_over(self, delivery, using)
+                dispatch.hand_over(self, delivery, using, pk=stored.pk)
         else:
             try:
                 stored = processing.process_inline(delivery, self.handle, using)
@@ -325,7 +356,7 @@ class IdempotentWebhookView(View):
                 if is_pool_timeout(exc) or is_availability_error(exc):
                     raise
                 return self.handler_failed(exc, delivery, using)
-        self.announce(stored.outcome, delivery)
+        self.announce(stored, delivery)
         if self.durable_ack and not self.confirm_durable(delivery, using, stored.session):
             return self.unavailable(None, delivery, "durable_ack_unconfirmed")
         return JsonResponse({"status": stored.outcome.value})
@@ -392,14 +423,40 @@ class IdempotentWebhookView(View):
                 _acknowledging_without_standby.discard(source)
             logger.warning("webhook %s: a standby confirms commits again", source)
 
-    def announce(self, outcome: Outcome, delivery: Delivery) -> None:
+    def announce(self, stored: Stored, delivery: Delivery) -> None:
         kwargs = {"source": delivery.source, "key": delivery.key, "topic": delivery.topic}
-        if outcome is Outcome.DUPLICATE:
+        if stored.replayed:
+            self.body_replayed(stored, delivery)
+        if stored.outcome is Outcome.DUPLICATE:
             stats.increment("webhooks_duplicates", delivery.source)
             signals.webhook_duplicate.send(sender=type(self), **kwargs)
         else:
             stats.increment("webhooks_received", delivery.source)
             signals.webhook_received.send(sender=type(self), **kwargs)
+
+    def body_replayed(self, stored: Stored, delivery: Delivery) -> None:
+        """A body already stored under another account or topic arrived: make it visible."""
+        stats.increment("webhooks_body_replays", delivery.source)
+        logger.warning(
+            "webhook %s %s (topic %r, account %r): this body was already stored for %s under "
+            "another account or topic; %s",
+            delivery.source,
+            delivery.key,
+            delivery.topic,
+            delivery.account,
+            delivery.source,
+            "a duplicate by the strict rule"
+            if stored.outcome is Outcome.DUPLICATE
+            else "stored as a new event, flagged body_replayed",
+        )
+        signals.webhook_body_replayed.send(
+            sender=type(self),
+            source=delivery.source,
+            key=delivery.key,
+            topic=delivery.topic,
+            account=delivery.account,
+            outcome=stored.outcome.value,
+        )
 
     def handler_failed(self, exc: Exception, delivery: Delivery, using: str) -> HttpResponse:
         secrets = processing.view_secrets(self)

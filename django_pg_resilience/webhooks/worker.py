@@ -15,12 +15,23 @@ failed. A worker that died leaves its lease; once ``locked_until`` passes,
 another worker takes the event (or fails it if it has no attempts left). Only
 an error of the worker's own connection (the failure cannot be recorded)
 propagates.
+
+An outage is not an attempt: when the handler's transaction fails because a
+database is unavailable (down, busy, an uncertain commit), the attempt is given
+back (``attempts - 1``, ``pending``). If that works, the worker's own database
+answers (the outage was another database's, or is already over): the event is
+due again after half to all of ``backoff``, and the pass goes on with the
+others. If the worker's own database is the one away, the attempt cannot be
+given back yet: :class:`AttemptInterrupted` carries it, the caller waits the
+outage out and gives the attempt back with :func:`give_back` once the database
+answers (``process_webhooks`` on its next pass, the Celery task on its retry).
 """
 
 from __future__ import annotations
 
 import datetime
 import logging
+import random
 from dataclasses import dataclass
 
 from django.db import transaction
@@ -29,10 +40,19 @@ from django.utils import timezone
 
 from django_pg_resilience import conf, signals, stats
 from django_pg_resilience.backoff import RetryPolicy
+from django_pg_resilience.errors import DatabaseUnavailable, is_availability_error
 from django_pg_resilience.models import WebhookEvent
 from django_pg_resilience.webhooks import processing
 
-__all__ = ["WorkerResult", "backoff_delay", "process_due", "process_one"]
+__all__ = [
+    "AttemptInterrupted",
+    "WorkerResult",
+    "backoff_delay",
+    "give_back",
+    "outage_wait",
+    "process_due",
+    "process_one",
+]
 
 logger = logging.getLogger("django_pg_resilience.webhooks")
 
@@ -43,6 +63,58 @@ MAX_BACKOFF = 3600.0
 
 #: ``last_error`` of an event whose worker stopped while handling it.
 LEASE_EXPIRED = "the worker stopped while handling this event (its lease expired)"
+#: ``last_error`` of an event whose attempt an outage interrupted (not counted).
+GIVEN_BACK = "the database was unavailable during this attempt; it was not counted"
+
+#: Seconds a worker waits between two tries while the database is away: at
+#: most one try a second, and back within the cap of the database answering.
+OUTAGE_WAIT = (1.0, 1.5)
+
+
+class AttemptInterrupted(DatabaseUnavailable):
+    """An outage interrupted attempt ``attempts`` of event ``pk``, and the database is away.
+
+    Give it back with :func:`give_back` once the database answers; until then
+    the event stays leased (``processing``), and if no one gives it back its
+    lease expires as if its worker had died (the attempt then counts).
+    """
+
+    def __init__(self, pk: int, attempts: int, *, alias: str) -> None:
+        super().__init__(
+            f"the database went away during attempt {attempts} of webhook event {pk}; "
+            "give the attempt back once it answers",
+            alias=alias,
+        )
+        self.pk = pk
+        self.attempts = attempts
+
+
+def outage_wait() -> float:
+    """Seconds to wait before the next try while the database is away (jittered)."""
+    return random.uniform(*OUTAGE_WAIT)
+
+
+def give_back(
+    using: str, pk: int, attempts: int, error: str = GIVEN_BACK, *, due_in: float = 0.0
+) -> bool:
+    """Hand back attempt ``attempts`` of event ``pk``, if the event still holds it.
+
+    The event becomes ``pending``, due in ``due_in`` seconds, with one attempt
+    fewer. False when another worker has taken it since (its lease expired) or
+    it is done.
+    """
+    updated = (
+        WebhookEvent.objects.using(using)
+        .filter(pk=pk, status=Status.PROCESSING, attempts=attempts)
+        .update(
+            status=Status.PENDING,
+            attempts=max(attempts - 1, 0),
+            locked_until=None,
+            next_attempt_at=timezone.now() + datetime.timedelta(seconds=due_in),
+            last_error=error,
+        )
+    )
+    return bool(updated)
 
 
 @dataclass
@@ -151,10 +223,39 @@ def process_one(
             processing.run_handler(held, view.handle, using, count_attempt=False)
         return Status(Status.SUCCEEDED)
     except Exception as exc:
-        # Whatever the handler raised, for whichever database: the attempt is
-        # recorded. If this worker's own connection is gone, recording fails
+        if is_availability_error(exc):
+            return _give_back_after(exc, event, secrets, using, backoff)
+        # Whatever else the handler raised, for whichever database: the attempt
+        # is recorded. If this worker's own connection is gone, recording fails
         # and that error propagates (the lease keeps the attempt counted).
         return _record_attempt_failure(event, exc, secrets, using, max_attempts, backoff)
+
+
+def _give_back_after(
+    exc: Exception, event: WebhookEvent, secrets: list[str], using: str, backoff: float
+) -> Status:
+    """An outage is not the event's fault: give the attempt back (see the module docs)."""
+    error = f"{GIVEN_BACK}: {processing.describe_error(exc, secrets)}"
+    try:
+        # Not due at once: a handler whose own database stays away must not
+        # hold the queue, nor be retried in a loop.
+        due_in = backoff * random.uniform(0.5, 1.0)
+        given = give_back(using, event.pk, event.attempts, error, due_in=due_in)
+    except Exception as give_back_error:
+        if not is_availability_error(give_back_error):
+            raise
+        raise AttemptInterrupted(event.pk, event.attempts, alias=using) from exc
+    if not given:
+        return Status(Status.PROCESSING)  # the lease ran out and another worker has it
+    logger.warning(
+        "webhook %s %s: attempt %d interrupted by an outage (%s); not counted, due again in %.0f s",
+        event.source,
+        event.key,
+        event.attempts,
+        type(exc).__name__,
+        due_in,
+    )
+    return Status(Status.PENDING)
 
 
 def _record_attempt_failure(

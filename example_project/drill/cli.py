@@ -53,6 +53,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--fault-at", type=float, default=None, help="seconds into the traffic (30%% of it)"
     )
     parser.add_argument(
+        "--outage",
+        type=float,
+        default=None,
+        metavar="S",
+        help="a long failover: S seconds between the fault and the promotion + endpoint move "
+        "(replaces --promotion-delay). Webhook senders retry as Shopify does (8 retries, each "
+        "wait doubling, squeezed into S) until the drain ends; the traffic and the drain grow "
+        "to cover the outage; the report says how long after the move everything drained",
+    )
+    parser.add_argument(
         "--durable-ack",
         action="store_true",
         help="acknowledge a webhook only once the standby has flushed its commit",
@@ -168,6 +178,7 @@ def drive_traffic(
         stop_at=started_at + args.duration,
         drain_until=started_at + args.duration + args.drain,
         results_path=str(results_path),
+        shopify_span=args.outage,
     )
     counters = context.Array("l", len(PROGRESS_KEYS))
     ready = context.Event()
@@ -221,15 +232,27 @@ def drive_traffic(
     return json.loads(results_path.read_text()), events, started_at
 
 
+def cover_the_outage(args: argparse.Namespace, fault_at: float) -> None:
+    """``--outage``: promote after it, run the traffic 10 s past the move, drain as long again."""
+    if args.outage is None:
+        return
+    args.promotion_delay = args.outage
+    args.duration = max(args.duration, fault_at + args.outage + 10.0)
+    # A sender's last wait before the move can be half the outage: the drain covers it.
+    args.drain = max(args.drain, args.outage)
+
+
 def run(args: argparse.Namespace) -> int:
     if args.scenario == "replica":
         return replica.run(args, say)
     fault_at = args.fault_at if args.fault_at is not None else max(2.0, args.duration * 0.3)
+    cover_the_outage(args, fault_at)
     options = {
         "scenario": args.scenario,
         "engine": args.engine,
         "duration": args.duration,
         "promotion_delay": args.promotion_delay,
+        "outage": args.outage,
         "fault_at": fault_at,
         "durable_ack": args.durable_ack,
         "drain": args.drain,
@@ -284,7 +307,12 @@ def run(args: argparse.Namespace) -> int:
         traffic, events, started_at = drive_traffic(args, stack, fault_at, Path(work_dir))
         if job_run is not None:
             say("Waiting for the background jobs ...")
-            job_summary = job_run.finish()
+            moved = events.get("endpoint_moved")
+            # The move as a wall-clock time: Celery stamps a job's end in UTC.
+            moved_at = (
+                None if moved is None else time.time() - (time.monotonic() - (started_at + moved))
+            )
+            job_summary = job_run.finish(moved_at)
         say("Traffic done. Counting orders on the new primary ...")
         orders = stack.orders_in_database()
         health_after = stack.health()
@@ -324,6 +352,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--scenario replica exercises django-pg-resilience's router, not stock")
     if args.jobs < 0:
         parser.error("--jobs must be 0 or more")
+    if args.outage is not None and args.outage <= 0:
+        parser.error("--outage must be more than 0 seconds")
+    if args.outage is not None and args.scenario == "replica":
+        parser.error("--outage applies to the failover scenarios, not --scenario replica")
     if args.jobs and args.engine == "stock":
         parser.error(
             "--jobs runs idempotent Celery tasks of django-pg-resilience, not --engine stock"

@@ -28,8 +28,9 @@ from example_project.drill.stack import ROOT, Stack
 TASK = "shop.fulfil_order"
 #: The share of jobs sent twice.
 DUPLICATE_RATIO = 0.2
-#: Seconds after the traffic's drain to wait for the last jobs.
-FINISH_TIMEOUT = 60.0
+#: Seconds after the traffic's drain to wait for the last jobs: a job in an
+#: outage tries again within JOB_OUTAGE_RETRY_CAP (60 s by default) of the move.
+FINISH_TIMEOUT = 120.0
 
 
 class JobRun:
@@ -103,11 +104,17 @@ class JobRun:
             if order in same_instant:
                 self.results.append((order, self._app.send_task(TASK, args=(order,))))
 
-    def finish(self) -> dict[str, Any]:
-        """Send the late duplicates, wait for every job, and count the fulfilments."""
+    def finish(self, moved_at: float | None = None) -> dict[str, Any]:
+        """Send the late duplicates, wait for every job, and count the fulfilments.
+
+        ``moved_at``: the Unix time the endpoint moved, to say how long after it
+        the jobs sent before it finished.
+        """
         assert self.worker is not None and self.stack.cluster is not None
         if self._thread is not None:
             self._thread.join(120)
+        # The jobs sent during the traffic: the ones an outage can hold back.
+        backlog = list(self.results)
         self.results.extend(
             (order, self._app.send_task(TASK, args=(order,))) for order in self.later
         )
@@ -122,11 +129,25 @@ class JobRun:
         lost = sorted(order for order in range(1, self.count + 1) if order not in fulfilled)
         duplicated = sum(n - 1 for n in fulfilled.values())
         log = self.log.read_text(errors="replace") if self.log.exists() else ""
+        drained = None
+        if moved_at is not None:
+            ends = [
+                result.date_done.timestamp() - moved_at
+                for _, result in backlog
+                if result.ready() and result.date_done is not None
+            ]
+            drained = round(max(ends), 3) if ends else None
         return {
             "jobs": self.count,
             "messages_sent": len(self.results),
             "states": dict(states),
-            "celery_retries": log.count("retrying in"),
+            # Celery copies what a pool process writes to stderr into its own log
+            # ("[...: WARNING/ForkPoolWorker-1] ..."): count each retry once.
+            "celery_retries": sum(
+                1
+                for line in log.splitlines()
+                if "retrying in" in line and "/ForkPoolWorker" not in line
+            ),
             "pool_process_killed": self.killed or None,
             "fulfilled_orders": len(fulfilled),
             "lost": len(lost),
@@ -136,6 +157,7 @@ class JobRun:
             "unfinished": sum(
                 n for state, n in states.items() if state not in ("SUCCESS", "FAILURE")
             ),
+            "drained_after_move": drained,
             "sender_error": repr(self.errors[0]) if self.errors else None,
             "worker_log": str(self.log),
         }
@@ -168,6 +190,8 @@ def render(jobs: Mapping[str, Any]) -> str:
         f"  jobs / messages sent (duplicates incl.)   {jobs['jobs']} / {jobs['messages_sent']}",
         f"  task states                               {jobs['states']}",
         f"  retried by Celery after an outage         {jobs['celery_retries']}",
+        "  last job done after the endpoint moved    "
+        + (f"{jobs['drained_after_move']:.2f} s" if jobs.get("drained_after_move") else "-"),
         "  pool process SIGKILLed                    "
         + (f"pid {killed['pid']} at t={killed['at']}s" if killed else "no"),
         f"  orders fulfilled                          {jobs['fulfilled_orders']}",

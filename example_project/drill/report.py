@@ -37,6 +37,27 @@ def _rounded(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(value, digits)
 
 
+def drained_after_move(attempts: Iterable[Mapping[str, Any]], moved: float) -> float | None:
+    """Seconds from the endpoint's move to the last acknowledgement of a delivery that met the
+    outage (one sent before the move and acknowledged after it); None if there was none.
+
+    ``attempts`` carry times relative to the traffic's start, like ``moved``.
+    """
+    first_sent: dict[str, float] = {}
+    acked: dict[str, float] = {}
+    for attempt in attempts:
+        if attempt["kind"] != "webhook":
+            continue
+        delivery = attempt["delivery"] + ("/r" if attempt["redelivery"] else "")
+        first_sent[delivery] = min(first_sent.get(delivery, math.inf), attempt["start"])
+        if 200 <= attempt["status"] < 300:
+            acked[delivery] = attempt["end"]
+    backlog = [
+        end - moved for delivery, end in acked.items() if first_sent[delivery] < moved <= end
+    ]
+    return max(backlog, default=None)
+
+
 def summarize(
     *,
     options: Mapping[str, Any],
@@ -113,6 +134,17 @@ def summarize(
             ),
             "recovery_lag": _rounded(
                 recovered - moved if recovered is not None and moved else None
+            ),
+            "webhooks_drained_after_move": _rounded(
+                None
+                if moved is None
+                else drained_after_move(
+                    (
+                        {**a, "start": rel(a["start"]), "end": rel(a["end"])}
+                        for a in webhook_attempts
+                    ),
+                    moved,
+                )
             ),
         },
         "storefront": {
@@ -191,6 +223,7 @@ def render(summary: Mapping[str, Any]) -> str:
     lines.append(
         f"Drill: scenario={options['scenario']} engine={options['engine']} "
         f"duration={options['duration']} s promotion delay={options['promotion_delay']} s"
+        + (f" outage={options['outage']} s" if options.get("outage") else "")
         + (" durable-ack" if options.get("durable_ack") else "")
     )
     lines.append("")
@@ -215,6 +248,10 @@ def render(summary: Mapping[str, Any]) -> str:
         ("first / last 503", f"{_fmt(requests['first_503'])} / {_fmt(requests['last_503'])}"),
         ("storefront errors (first to last)", _fmt(requests["storefront_error_window"])),
         ("recovery lag (endpoint moved -> first 2xx)", _fmt(requests["recovery_lag"])),
+        (
+            "webhook backlog drained (endpoint moved -> last)",
+            _fmt(requests.get("webhooks_drained_after_move")),
+        ),
         ("storefront requests / errors", f"{store['requests']} / {store['errors']}"),
         (
             "storefront latency p50 / p99 / max",

@@ -5,7 +5,11 @@ webhooks. About one delivery in five is a redelivery of a webhook already sent,
 and some new orders are delivered twice at the same instant. A sender treats a
 delivery as Shopify does: anything but a 2xx (or no answer within 5 s) is
 retried after a backoff, a bounded number of times, so that every order is
-either acknowledged or reported as given up.
+either acknowledged or reported as given up. For a long outage (``--outage``)
+the senders follow Shopify's own schedule, 8 retries over 4 hours, each wait
+twice the previous one, squeezed into the outage's length
+(:func:`shopify_wait`); they keep retrying at the last interval until the
+drain ends.
 
 Every HTTP attempt is recorded; the orchestrator turns the records into the
 report. Times are ``time.monotonic()`` values, which every process of the
@@ -41,6 +45,19 @@ BACKOFF_FIRST = 0.25
 BACKOFF_CAP = 2.0
 #: Status recorded when no HTTP answer came back.
 NO_ANSWER = 0
+#: Shopify retries a failed delivery 8 times over 4 hours, doubling the wait.
+SHOPIFY_RETRIES = 8
+
+
+def shopify_wait(retry: int, span: float) -> float:
+    """The wait before retry ``retry`` (1-based) of Shopify's schedule squeezed into ``span`` s.
+
+    The waits double (1, 2, 4 ... 128 units; 255 units in all: ``span``); past
+    the eighth retry the last wait repeats.
+    """
+    unit = span / (2**SHOPIFY_RETRIES - 1)
+    return unit * 2 ** (min(retry, SHOPIFY_RETRIES) - 1)
+
 
 #: Progress counters shared with the orchestrator, by index.
 PROGRESS_KEYS = STATUS_COLUMNS
@@ -62,6 +79,10 @@ class TrafficConfig:
     concurrent_duplicate_rate: float = 0.1
     think_time: float = 0.05
     seed: int = 7
+    #: Seconds Shopify's schedule is squeezed into (:func:`shopify_wait`); the
+    #: senders then retry until ``drain_until``, however many times. None: the
+    #: drill's short schedule (:data:`MAX_ATTEMPTS`, doubling from 0.25 s to 2 s).
+    shopify_span: float | None = None
 
 
 @dataclass
@@ -173,10 +194,17 @@ class Traffic:
             self.deliveries.append(delivery)
         return delivery
 
+    def _wait_before(self, retry: int, backoff: float) -> float:
+        span = self.config.shopify_span
+        if span is not None:
+            return shopify_wait(retry, span) * (0.9 + random.random() / 10)
+        return backoff * (0.5 + random.random() / 2)
+
     def deliver(self, delivery: Delivery, *, redelivery: bool) -> None:
         """Send until acknowledged (2xx), as Shopify would, within the drill's bounds."""
         backoff = BACKOFF_FIRST
-        for number in range(1, MAX_ATTEMPTS + 1):
+        attempts = MAX_ATTEMPTS if self.config.shopify_span is None else 10**9
+        for number in range(1, attempts + 1):
             start = time.monotonic()
             status, body = self._request(
                 "POST",
@@ -204,9 +232,10 @@ class Traffic:
             )
             if 200 <= status < 300:
                 return
-            if number == MAX_ATTEMPTS or time.monotonic() + backoff > self.config.drain_until:
+            wait = self._wait_before(number, backoff)
+            if number == attempts or time.monotonic() + wait > self.config.drain_until:
                 break
-            time.sleep(backoff * (0.5 + random.random() / 2))
+            time.sleep(wait)
             backoff = min(backoff * 2, BACKOFF_CAP)
         with self._lock:
             self.gave_up.append(delivery.webhook_id)

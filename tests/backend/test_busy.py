@@ -9,8 +9,8 @@ deadline, and past it gets DatabaseBusy: the 503 page with a short Retry-After.
 from __future__ import annotations
 
 import contextlib
-import glob
 import gettext
+import glob
 import logging
 import threading
 import time
@@ -189,7 +189,9 @@ def test_the_middleware_answers_a_full_server_with_a_short_retry_after(
 def test_pgbouncer_at_max_client_conn_is_busy(small: LocalCluster) -> None:
     with PgBouncer(small.primary, max_client_conn=2) as bouncer:
         held = [
-            psycopg.connect(host=bouncer.host, port=bouncer.port, user="postgres", dbname="postgres")
+            psycopg.connect(
+                host=bouncer.host, port=bouncer.port, user="postgres", dbname="postgres"
+            )
             for _ in range(2)
         ]
         try:
@@ -282,7 +284,7 @@ def test_what_is_not_full_is_not_busy() -> None:
     )
     assert classify(refused) is ErrorKind.CONNECTION
     password = psycopg.OperationalError(
-        "connection failed: FATAL:  password authentication failed for user \"shop\""
+        'connection failed: FATAL:  password authentication failed for user "shop"'
     )
     assert classify(password) is ErrorKind.CONFIGURATION
     assert not is_busy(ValueError("sorry, too many clients already"))  # not a database error

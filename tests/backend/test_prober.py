@@ -100,7 +100,9 @@ def test_a_held_outage_slows_its_probes_after_the_fast_window() -> None:
         clock=lambda: now[0],
         rand=lambda: 0.0,  # the shortest waits the jitter can draw
     )
-    policy = RetryPolicy(deadline=60.0, base=0.05, cap=0.05, clock=lambda: now[0], random=lambda: 0.0)
+    policy = RetryPolicy(
+        deadline=60.0, base=0.05, cap=0.05, clock=lambda: now[0], random=lambda: 0.0
+    )
     budget = policy.start()
     gaps = []
     while now[0] < 3.0:

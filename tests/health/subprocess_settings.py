@@ -2,7 +2,8 @@
 
 The node addresses come from the environment, set by the test:
 HEALTH_TEST_HOST / HEALTH_TEST_PORT (the default alias) and HEALTH_TEST_NODES
-(JSON for PG_RESILIENCE["NODES"]).
+(JSON for PG_RESILIENCE["NODES"]); HEALTH_TEST_SETTINGS (JSON) adds other
+PG_RESILIENCE keys.
 """
 
 from __future__ import annotations
@@ -18,4 +19,7 @@ DATABASES["default"].update(
     PORT=os.environ.get("HEALTH_TEST_PORT", "1"),
     PASSWORD=os.environ.get("HEALTH_TEST_PASSWORD", ""),
 )
-PG_RESILIENCE = {"NODES": json.loads(os.environ.get("HEALTH_TEST_NODES", "{}"))}
+PG_RESILIENCE = {
+    "NODES": json.loads(os.environ.get("HEALTH_TEST_NODES", "{}")),
+    **json.loads(os.environ.get("HEALTH_TEST_SETTINGS", "{}")),
+}

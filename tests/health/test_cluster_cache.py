@@ -186,3 +186,61 @@ def test_the_token_holder_gets_the_details_from_the_same_round(
     assert "nodes" not in anonymous and len(detailed["nodes"]) == 2
     assert anonymous["checked_at"] == detailed["checked_at"]
     assert sum(probe_count().values()) - sum(probes_before.values()) == 2
+
+
+def test_no_setting_makes_rounds_more_frequent_than_the_floor() -> None:
+    from django_pg_resilience.health.cache import MIN_ROUND_INTERVAL
+
+    clock, compute = FakeClock(), BlockingCompute()
+    compute.release.set()
+    cache = ReportCache(compute, clock)  # type: ignore[arg-type]
+    assert cache.get(0.0, 10.0).report == "report 1"
+    for _ in range(90):  # HEALTH_CACHE_SECONDS = 0, or a token holder's ?fresh=1
+        clock.now += MIN_ROUND_INTERVAL / 100
+        cache.get(0.0, 10.0)
+    assert compute.calls == 1
+    clock.now += MIN_ROUND_INTERVAL / 5
+    cache.get(0.0, 10.0)
+    assert compute.calls == 2  # one more, once the floor had passed
+
+
+def ok_report() -> Any:
+    from datetime import datetime, timezone
+
+    from django_pg_resilience.health import Check, HealthReport, Status, Thresholds
+
+    return HealthReport(
+        nodes=[],
+        checks=[Check("reachable", Status.OK, "fine")],
+        thresholds=Thresholds.from_settings(),
+        timeout=1.0,
+        checked_at=datetime.now(timezone.utc),
+        duration_seconds=0.01,
+    )
+
+
+def test_a_failed_round_marks_the_report_stale_and_an_old_one_expires() -> None:
+    from django_pg_resilience.health.readiness import enforced_checks
+
+    clock, outcomes = FakeClock(), [ok_report()]
+
+    def compute() -> Any:
+        if outcomes:
+            return outcomes.pop()
+        raise RuntimeError("the round broke")
+
+    cache = ReportCache(compute, clock)
+    first = cache.get(5.0, 10.0).expire_after(30.0)
+    assert first.status.name == "OK" and not first.stale and not first.expired
+
+    clock.now += 6  # the next round fails: the report stays, marked stale
+    stale = cache.get(5.0, 10.0).expire_after(30.0)
+    assert stale.report is first.report and stale.stale and stale.error
+    assert stale.age_seconds == 6  # counted from the round that measured, not the one that failed
+    assert [c.status.name for c in enforced_checks(["cluster"], stale)] == ["OK"]
+
+    clock.now += 25  # nothing measured for 31 s: the report vouches for nothing
+    expired = cache.get(5.0, 10.0).expire_after(30.0)
+    assert expired.expired and expired.current is None and expired.status.name == "UNKNOWN"
+    [enforced] = enforced_checks(["cluster"], expired)
+    assert enforced.status.name == "UNKNOWN" and "31 s old" in enforced.message

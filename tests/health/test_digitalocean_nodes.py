@@ -160,6 +160,7 @@ def provider(
         "DIGITALOCEAN_API_URL": fake.api.url,
         "DIGITALOCEAN_CLUSTER": CLUSTER,
         "DIGITALOCEAN_METRICS_CA": str(ca_file),
+        "HEALTH_METRICS_NAMES": "always",  # /metrics is the operator's alone here
     }
     yield fake
     fake.close()
@@ -222,6 +223,26 @@ def test_thresholds(
     assert words in check["message"]
     assert check["hint"] and "failover" in check["hint"]
     assert report["status"] == expected
+
+
+@pytest.mark.parametrize(
+    ("idle", "memory", "resource", "shown"),
+    [(float("nan"), 30.0, "cpu", "nan"), (70.0, float("inf"), "memory", "inf")],
+)
+def test_a_value_that_is_not_a_number_is_unknown_not_ok(
+    provider: FakeProvider, idle: float, memory: float, resource: str, shown: str
+) -> None:
+    words = f"{resource} {shown}: not a usable value"
+    provider.texts["db-node-b"] = telegraf_text("db-node-b", idle, memory, {"/": 50.0})
+    code, report = run_health_json("--digitalocean")
+    check = next(c for c in report["checks"] if c.get("subject") == "db-node-b")
+    assert check["status"] == "UNKNOWN" and words in check["message"]
+    assert code == 3 and report["status"] == "UNKNOWN"
+    node = next(n for n in report["digitalocean"]["nodes"] if n["node"] == "db-node-b")
+    # No NaN or Infinity in the JSON (strict parsers refuse them): None, and why.
+    assert node[f"{resource}_ratio"] is None and node["invalid"] == {resource: shown}
+    _, prometheus = run_health("--digitalocean", "--format", "prometheus")
+    assert "NaN" not in prometheus and "Inf" not in prometheus
 
 
 def test_refused_credentials_are_reported_without_them(

@@ -149,7 +149,10 @@ def test_the_pgbouncer_gauges_are_on_the_apps_metrics(
 ) -> None:
     settings.ROOT_URLCONF = "tests.health.metrics_urls"
     with PgBouncer(pg_cluster.primary) as bouncer:
-        settings.PG_RESILIENCE = {"PGBOUNCERS": {"sidecar": bouncer.admin_dsn}}
+        settings.PG_RESILIENCE = {
+            "PGBOUNCERS": {"sidecar": bouncer.admin_dsn},
+            "HEALTH_METRICS_NAMES": "always",  # /metrics is the operator's alone here
+        }
         with live_server() as url:
             scraped = scrape(url)
     assert value(scraped, "pg_resilience_pgbouncer_up", pgbouncer="sidecar") == 1

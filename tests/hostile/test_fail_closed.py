@@ -151,16 +151,18 @@ def test_a_non_ascii_webhook_id_is_a_clear_401(msg_id: str) -> None:
 def test_a_captured_body_replayed_under_any_id_and_topic_runs_once(
     client: Client, new_id: str, topic: str
 ) -> None:
+    # The strict rule (dedup_body_strict): under any topic. The default scopes
+    # the body by topic (tests/webhooks/test_fail_closed.py).
     captured = shopify_request({"id": 424242}, SHOPIFY_SECRET, webhook_id="captured")
     client.post(
-        "/shopify/orders",
+        "/shopify/strict-body",
         data=captured.body,
         content_type="application/json",
         headers=captured.headers,
     )
     replay = {**captured.headers, "X-Shopify-Webhook-Id": new_id, "X-Shopify-Topic": topic}
     response = client.post(
-        "/shopify/orders", data=captured.body, content_type="application/json", headers=replay
+        "/shopify/strict-body", data=captured.body, content_type="application/json", headers=replay
     )
     assert (response.status_code, json.loads(response.content)) == (200, {"status": "duplicate"})
     assert WebhookEvent.objects.filter(source="shopify").count() == 1

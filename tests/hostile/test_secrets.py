@@ -24,6 +24,7 @@ from django_pg_resilience.models import WebhookEvent
 from django_pg_resilience.testing import EndpointProxy, LocalCluster
 from django_pg_resilience.testing.django import database_alias
 from django_pg_resilience.testing.webhooks import shopify_request
+from django_pg_resilience.webhooks.processing import describe_error
 from tests.webhooks.views import SHOPIFY_OLD_SECRET, SHOPIFY_SECRET, calls
 
 PASSWORD = "Pw-" + uuid.uuid4().hex
@@ -156,3 +157,13 @@ def test_webhook_failures_leak_neither_secrets_nor_signatures(
     texts += [_log_text(everything_logged), captured.out, captured.err]
     assert "***" in json.dumps([row["last_error"] for row in rows])  # masked, not dropped
     _assert_clean(texts, SHOPIFY_SECRET, SHOPIFY_OLD_SECRET, *signatures)
+
+
+def test_a_secret_used_stripped_is_masked_in_errors_too() -> None:
+    # secrets=[env("SECRET")] with a trailing newline: the code that used it
+    # stripped shows the stripped form in its error.
+    padded = f"  {SHOPIFY_SECRET}\n"
+    error = RuntimeError(f"upstream refused key {SHOPIFY_SECRET}")
+    for with_traceback in (False, True):
+        text = describe_error(error, [padded], with_traceback=with_traceback)
+        assert SHOPIFY_SECRET not in text and "***" in text

@@ -14,6 +14,8 @@ from celery import Celery
 #: Environment variables the test passes to the worker process.
 BROKER_ENV = "PG_RESILIENCE_TEST_BROKER"
 DATABASE_ENV = "PG_RESILIENCE_TEST_JOBS_DB"
+#: The one queue a worker consumes, when a test runs workers with different settings.
+QUEUE_ENV = "PG_RESILIENCE_TEST_QUEUE"
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.jobs.worker_settings")
 
@@ -38,3 +40,6 @@ def configure(broker: str) -> None:
 
 
 configure(os.environ.get(BROKER_ENV, "redis://127.0.0.1:1"))
+if os.environ.get(QUEUE_ENV):
+    # This worker's queue; its tasks' retries go back to the queue they came from.
+    app.conf.task_default_queue = os.environ[QUEUE_ENV]

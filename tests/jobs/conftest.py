@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any, Protocol
 
 import pytest
+import redis
 from django.core.management import call_command
 
 from django_pg_resilience.testing import LocalCluster
 from django_pg_resilience.testing.django import database_alias
 from django_pg_resilience.testing.jobs import CeleryWorker, RedisServer, redis_binary
 from tests.jobs import servers
-from tests.jobs.app import app, configure
+from tests.jobs.app import configure
 from tests.jobs.jobs import JOBS_ALIAS, ready
 from tests.jobs.worker_settings import JOBS_OPTIONS
 
@@ -45,24 +47,34 @@ def jobs_cluster(
         yield pg_fresh_cluster
 
 
-StartWorker = Callable[[], AbstractContextManager[CeleryWorker]]
+class StartWorker(Protocol):
+    def __call__(
+        self, settings: Mapping[str, Any] | None = None, queue: str | None = None
+    ) -> AbstractContextManager[CeleryWorker]: ...
 
 
 @pytest.fixture
 def start_worker(
     redis_broker: str, jobs_cluster: LocalCluster, tmp_path: Path
 ) -> Iterator[StartWorker]:
-    """Starts a worker on the jobs cluster's endpoint and waits until it runs a task."""
-    app.control.purge()
+    """Makes workers on the jobs cluster's endpoint (``settings``: their PG_RESILIENCE)."""
+    # No message of an earlier test, in any queue (the session's own Redis).
+    broker = redis.Redis.from_url(f"{redis_broker}/0")
+    broker.flushdb()
 
-    def start() -> AbstractContextManager[CeleryWorker]:
-        return servers.jobs_worker(redis_broker, jobs_cluster.endpoint, tmp_path)
+    def start(
+        settings: Mapping[str, Any] | None = None, queue: str | None = None
+    ) -> AbstractContextManager[CeleryWorker]:
+        return servers.jobs_worker(
+            redis_broker, jobs_cluster.endpoint, tmp_path, settings=settings, queue=queue
+        )
 
     yield start
+    broker.flushdb()
 
 
-def wait_ready(worker: CeleryWorker, timeout: float = 60.0) -> None:
+def wait_ready(worker: CeleryWorker, timeout: float = 60.0, queue: str | None = None) -> None:
     try:
-        assert ready.delay().get(timeout=timeout) == 1
+        assert ready.apply_async(queue=queue).get(timeout=timeout) == 1
     except Exception as exc:
         raise AssertionError(f"the worker did not come up: {exc}\n{worker.tail()}") from exc

@@ -18,37 +18,16 @@ import pytest
 from celery.result import AsyncResult
 
 from django_pg_resilience.contrib.celery.models import JobRecord
-from django_pg_resilience.testing import LocalCluster, Node
-from django_pg_resilience.testing.jobs import CeleryWorker
+from django_pg_resilience.testing import LocalCluster
 from tests.jobs.conftest import StartWorker, wait_ready
 from tests.jobs.jobs import place_order
-from tests.testapp.models import ChaosOrder
+from tests.jobs.ledger import rows_by_order, wait_logged, wait_rows
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
 ORDERS = 1000
 #: Seconds the sender takes for all orders: the faults land while jobs flow.
 SEND_SECONDS = 8.0
-
-
-def rows_by_order(node: Node) -> Counter[int]:
-    table = ChaosOrder._meta.db_table
-    rows = node.query(f"SELECT shop_order_id, count(*) FROM {table} GROUP BY 1")
-    return Counter({int(order): int(count) for order, count in rows})
-
-
-def wait_rows(node: Node, at_least: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while sum(rows_by_order(node).values()) < at_least:
-        assert time.monotonic() < deadline, f"fewer than {at_least} orders in {timeout} s"
-        time.sleep(0.05)
-
-
-def wait_logged(worker: CeleryWorker, text: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while text not in worker.tail(100_000):
-        assert time.monotonic() < deadline, f"{text!r} not logged in {timeout} s\n{worker.tail()}"
-        time.sleep(0.05)
 
 
 def test_order_jobs_take_effect_once_through_a_failover_and_a_killed_worker_process(

@@ -11,8 +11,10 @@ from django.core.management import call_command
 from django.db import connections
 from django.utils import timezone
 
-from django_pg_resilience.contrib.celery import job_key, run_once
+from django_pg_resilience.contrib.celery import job_key, once, run_once
 from django_pg_resilience.contrib.celery.models import JobRecord
+from django_pg_resilience.testing import LocalCluster
+from django_pg_resilience.testing.django import database_alias
 from tests.testapp.models import Item
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -29,7 +31,8 @@ def test_a_committed_key_replays_its_stored_outcome_without_running() -> None:
     assert not first.replayed and second.replayed
     assert second.outcome == first.outcome == {"item": Item.objects.get().pk}
     record = JobRecord.objects.get()
-    assert record.key == "make-item:1" and record.outcome == first.outcome
+    assert record.key == "0:,9:make-item,1:1," and record.outcome == first.outcome
+    assert not record.legacy_key
 
 
 def test_a_body_that_raises_leaves_no_key_and_the_next_run_takes_effect() -> None:
@@ -103,9 +106,61 @@ def test_concurrent_duplicates_run_the_body_once_and_both_get_its_outcome() -> N
 def test_long_keys_are_hashed_to_fit_and_stay_distinct() -> None:
     long_a, long_b = "a" * 300, "a" * 299 + "b"
     assert len(job_key(long_a)) == 255 and job_key(long_a) != job_key(long_b)
-    assert job_key(("fulfil-order", 42)) == "fulfil-order:42"
     with pytest.raises(ValueError, match="empty"):
         job_key("")
+
+
+def test_keys_are_scoped_and_unambiguous() -> None:
+    assert job_key(("fulfil-order", 42), scope="shop.fulfil_order") == (
+        "17:shop.fulfil_order,12:fulfil-order,2:42,"
+    )
+    # Joined with ":" these were one key; length-prefixed they are three.
+    assert len({job_key(("a:b", "c")), job_key(("a", "b:c")), job_key("a:b:c")}) == 3
+    assert job_key("k", scope="task.a") != job_key("k", scope="task.b") != job_key("k")
+    # A scope is not a part: ("t", "k") in no scope is not "k" in scope "t".
+    assert job_key(("t", "k")) != job_key("k", scope="t")
+
+
+def test_the_same_key_in_two_tasks_is_two_units_unless_they_share_a_scope() -> None:
+    first = run_once(("item", 7), create_item, "of task a", name="tests.task_a")
+    second = run_once(("item", 7), create_item, "of task b", name="tests.task_b")
+    assert not first.replayed and not second.replayed
+    assert sorted(Item.objects.values_list("name", flat=True)) == ["of task a", "of task b"]
+    shared = run_once(("item", 8), create_item, "shared", name="tests.task_a", scope="items")
+    again = run_once(("item", 8), create_item, "not run", name="tests.task_b", scope="items")
+    assert again.replayed and again.outcome == shared.outcome
+    assert Item.objects.filter(name="not run").count() == 0
+
+
+def test_a_unit_recorded_by_0_1_0_dev0_is_not_run_again_after_the_upgrade() -> None:
+    recorded_at = timezone.now()
+    JobRecord.objects.create(
+        key="make-item:9",
+        task="tests.task_a",
+        outcome={"item": -9},
+        recorded_at=recorded_at,
+        legacy_key=True,
+    )
+    JobRecord.objects.create(
+        key="make-item:10",
+        task="tests.task_other",
+        outcome={"item": -10},
+        recorded_at=recorded_at,
+        legacy_key=True,
+    )
+    once._legacy_seen.clear()
+    replay = run_once(("make-item", 9), create_item, "x", name="tests.task_a")
+    assert replay.replayed and replay.outcome == {"item": -9}
+    assert not Item.objects.exists()
+    # Found once under its old form, it is kept under the new one too.
+    stored = JobRecord.objects.get(key=job_key(("make-item", 9), scope="tests.task_a"))
+    assert stored.outcome == {"item": -9} and not stored.legacy_key
+    # An old row of another task is that task's, not this one's.
+    fresh = run_once(("make-item", 10), create_item, "y", name="tests.task_a")
+    assert not fresh.replayed and Item.objects.get().name == "y"
+    # A shared scope counts old rows of any task (they were global then).
+    shared = run_once(("make-item", 10), create_item, "z", name="tests.task_b", scope="")
+    assert shared.replayed and shared.outcome == {"item": -10}
 
 
 def test_prune_job_records_deletes_only_old_keys() -> None:
@@ -114,3 +169,30 @@ def test_prune_job_records_deletes_only_old_keys() -> None:
     JobRecord.objects.create(key="new", task="t", recorded_at=timezone.now())
     call_command("prune_job_records", "--older-than", "30d", "--batch-size", "1", verbosity=0)
     assert list(JobRecord.objects.values_list("key", flat=True)) == ["new"]
+
+
+def test_the_migration_marks_the_rows_of_0_1_0_dev0_legacy_and_only_those(
+    pg_fresh_cluster: LocalCluster, django_db_blocker: Any
+) -> None:
+    app = "pg_resilience_celery"
+    with django_db_blocker.unblock(), database_alias("upgrade", pg_fresh_cluster.primary) as alias:
+        call_command("migrate", app, "0001", database=alias, verbosity=0)
+        with connections[alias].cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO pg_resilience_celery_jobrecord (key, task, recorded_at) "
+                "VALUES ('fulfil-order:42', 'shop.fulfil_order', now())"
+            )
+        call_command("migrate", app, database=alias, verbosity=0)
+        old = JobRecord.objects.using(alias).get()
+        assert old.key == "fulfil-order:42" and old.legacy_key
+        once._legacy_seen.pop(alias, None)
+        result = run_once(
+            ("fulfil-order", 42), create_item, "x", using=alias, name="shop.fulfil_order"
+        )
+        assert result.replayed
+        new = run_once(("fulfil-order", 43), lambda: None, using=alias, name="shop.fulfil_order")
+        assert not new.replayed
+        assert list(
+            JobRecord.objects.using(alias).filter(legacy_key=True).values_list("key", flat=True)
+        ) == ["fulfil-order:42"]
+        once._legacy_seen.pop(alias, None)

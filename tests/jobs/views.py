@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import time
+from pathlib import Path
 from typing import Any, ClassVar
 
 from django.urls import path
@@ -44,7 +46,33 @@ class CeleryOrders(CollectedOrders):
     dispatch_to = functools.partial(process_webhook_event.delay, using=JOBS_ALIAS)
 
 
+class GatedOrders(CollectedOrders):
+    """The handler of an order whose payload names a gate waits at it (a file the test creates).
+
+    ``<gate>.entered`` says the handler is running, inside its transaction: the
+    test cuts the database then, and opens the gate (``<gate>.open``).
+    """
+
+    dispatch_to = None
+
+    def handle(self, event: WebhookEvent) -> None:
+        payload: Any = event.payload
+        gate = payload.get("gate")
+        if gate:
+            Path(f"{gate}.entered").touch()
+            deadline = time.monotonic() + 60
+            while not Path(f"{gate}.open").exists() and time.monotonic() < deadline:
+                time.sleep(0.02)
+        super().handle(event)
+
+
+class GatedCeleryOrders(GatedOrders):
+    dispatch_to = functools.partial(process_webhook_event.delay, using=JOBS_ALIAS)
+
+
 urlpatterns = [
     path("collected", CollectedOrders.as_view()),
     path("celery", CeleryOrders.as_view()),
+    path("gated", GatedOrders.as_view()),
+    path("gated-celery", GatedCeleryOrders.as_view()),
 ]

@@ -6,6 +6,7 @@ passes in the environment (a test cluster's endpoint proxy).
 
 from __future__ import annotations
 
+import json
 import os
 
 from django_pg_resilience.testing.django import database_settings
@@ -35,7 +36,10 @@ DATABASES = {
 
 INSTALLED_APPS = [*INSTALLED_APPS]
 
-PG_RESILIENCE = {"RETRY_AFTER": 1}
+#: Settings a test gives its worker (JSON), e.g. a shrunk outage budget and cap.
+OVERRIDES_ENV = "PG_RESILIENCE_TEST_OVERRIDES"
+
+PG_RESILIENCE = {"RETRY_AFTER": 1, **json.loads(os.environ.get(OVERRIDES_ENV) or "{}")}
 
 LOGGING = {
     "version": 1,

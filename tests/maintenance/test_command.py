@@ -85,12 +85,15 @@ def test_on_and_off_from_another_process_reach_the_server(
 def test_the_default_file_is_the_same_for_every_process_of_a_site(
     settings: SettingsWrapper,
 ) -> None:
+    # Another settings module of the same project (BASE_DIR): the same switch.
     settings.PG_RESILIENCE = {}
-    other = manage("status", "--json", env={"DJANGO_SETTINGS_MODULE": "tests.settings"})
+    other = manage("status", "--json")
 
     assert other.returncode == 0, other.stderr
     assert json.loads(other.stdout)["switch"] == f"file {maintenance.maintenance_file()}"
-    assert "tests.settings" in maintenance.maintenance_file()
+    assert maintenance.maintenance_file() == str(
+        Path(settings.BASE_DIR) / ".pg-resilience-maintenance"
+    )
 
 
 def test_off_when_not_on_says_so(switch_file: Path) -> None:

@@ -27,6 +27,8 @@ def _entry(**resilience: Any) -> dict[str, Any]:
 def router_settings(settings: SettingsWrapper) -> SettingsWrapper:
     settings.DATABASE_ROUTERS = [ROUTER]
     settings.MIDDLEWARE = [MIDDLEWARE, *settings.MIDDLEWARE]
+    settings.DEBUG = False
+    settings.SESSION_COOKIE_SECURE = True  # a site served over https
     settings.DATABASES = {
         "default": _entry(),
         "replica": _entry(read_write=False, deadline=0.3, max_attempts=1),
@@ -98,3 +100,22 @@ def test_the_middleware_on_the_wrong_side_of_sessions_is_a_warning(
     messages = check_replica_router()
     assert [m.id for m in messages] == ["pg_resilience.W504"]
     assert "after" in messages[0].msg
+
+
+def test_a_cookie_that_may_go_over_plain_http_is_a_warning(
+    router_settings: SettingsWrapper,
+) -> None:
+    router_settings.SESSION_COOKIE_SECURE = False
+    [message] = check_replica_router()
+    assert message.id == "pg_resilience.W505"
+    assert "SESSION_COOKIE_SECURE" in (message.hint or "")
+    router_settings.CSRF_COOKIE_SECURE = True  # the site's cookies are Secure: so is ours
+    assert _ids(router_settings) == []
+    router_settings.CSRF_COOKIE_SECURE = False
+    router_settings.PG_RESILIENCE = {"READ_YOUR_WRITES_COOKIE_SECURE": True}
+    assert _ids(router_settings) == []
+    router_settings.PG_RESILIENCE = {"READ_YOUR_WRITES": "session"}  # no cookie of ours
+    assert "pg_resilience.W505" not in _ids(router_settings)
+    router_settings.PG_RESILIENCE = {}
+    router_settings.DEBUG = True  # plain http in development is expected
+    assert _ids(router_settings) == []

@@ -65,7 +65,9 @@ def test_a_client_reads_its_own_write_at_once_while_others_read_the_lagging_repl
         customer, other = Client(), Client()
 
         assert customer.post("/items/", {"name": "order-1"}).status_code == 201
-        assert "pg_resilience_wal" in customer.cookies
+        cookie = customer.cookies["pg_resilience_wal"]
+        assert "/" not in cookie.value, "the WAL position (an LSN has a /) is there to read"
+        assert cookie["samesite"] == "Lax" and cookie["httponly"]
         mine = customer.get("/items/order-1/")
         theirs = other.get("/items/order-1/")
 
@@ -113,6 +115,17 @@ def test_a_forged_or_tampered_position_is_ignored(
         response = client.get("/items/absent/")
         assert response.status_code == 404
         assert stats.snapshot()["replica_reads"] == {REPLICA: 1}
+
+
+def test_the_cookie_is_secure_when_the_sites_cookies_are_even_over_http(
+    cluster: LocalCluster, site: SettingsWrapper
+) -> None:
+    site.SESSION_COOKIE_SECURE = True  # https ends at a proxy: Django sees http
+    with routed_aliases(cluster, site):
+        measure()
+        customer = Client()
+        assert customer.post("/items/", {"name": "order-secure"}).status_code == 201
+        assert customer.cookies["pg_resilience_wal"]["secure"]
 
 
 def test_the_position_can_live_in_the_session(

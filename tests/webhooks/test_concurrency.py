@@ -8,8 +8,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from django.db import connection
-from django.test import override_settings
+from django.db import connection, transaction
+from django.test import Client, override_settings
 
 from django_pg_resilience import stats
 from django_pg_resilience.models import WebhookEvent
@@ -115,3 +115,32 @@ def test_a_duplicate_of_a_hung_delivery_gets_a_503_once_the_lock_timeout_passes(
     assert (original.status, json.loads(original.body)) == (200, {"status": "processed"})
     assert calls.keys == ["hung"] and Item.objects.count() == 1
     assert stats.snapshot()["webhooks_in_flight_timeouts"] == {"shopify": 1}
+
+
+@override_settings(PG_RESILIENCE={"WEBHOOK_LOCK_TIMEOUT": 0.3})
+def test_a_retry_that_re_arms_a_failed_event_someone_holds_gets_a_503_not_a_wait() -> None:
+    """The re-arm UPDATE of a queued view bounds its wait on a locked row like the insert."""
+    delivery = shopify_request({"id": 5003}, SHOPIFY_SECRET, webhook_id="held")
+    WebhookEvent.objects.create(source="shopify", key="held", status=WebhookEvent.Status.FAILED)
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_the_row() -> None:  # a worker or an admin replay in the middle of the event
+        try:
+            with transaction.atomic():
+                WebhookEvent.objects.select_for_update().get(key="held")
+                locked.set()
+                release.wait(20)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold_the_row)
+    holder.start()
+    try:
+        assert locked.wait(20), "the holder never locked the row"
+        response = Client().post("/shopify/async", **delivery.client_kwargs())
+    finally:
+        release.set()
+        holder.join(30)
+
+    assert (response.status_code, response.json()["error"]) == (503, "delivery_in_flight")
+    assert WebhookEvent.objects.get(key="held").status == WebhookEvent.Status.FAILED

@@ -20,6 +20,7 @@ from django.core.signals import got_request_exception
 from django.test import Client, override_settings
 
 from django_pg_resilience import signals, stats
+from django_pg_resilience.checks.webhooks import webhook_check_messages
 from django_pg_resilience.middleware import note_availability_error
 from django_pg_resilience.models import WebhookEvent
 from django_pg_resilience.testing.webhooks import (
@@ -29,7 +30,6 @@ from django_pg_resilience.testing.webhooks import (
     standard_webhooks_request,
 )
 from django_pg_resilience.webhooks import views as webhook_views
-from django_pg_resilience.webhooks.checks import webhook_check_messages
 from tests.live_server import live_server
 from tests.testapp.models import Item
 from tests.webhooks.views import GITHUB_SECRET, SHOPIFY_SECRET, WhitespaceSecretShopify, calls
@@ -120,21 +120,121 @@ def test_checks_say_empty_secrets_refuse_every_delivery() -> None:
 
 
 @pytest.mark.django_db
-def test_a_shopify_body_replayed_under_a_new_id_and_topic_is_a_duplicate(client: Client) -> None:
+def test_a_shopify_body_replayed_under_a_new_id_for_the_same_topic_is_a_duplicate(
+    client: Client,
+) -> None:
     first = shopify_request({"id": 70}, SHOPIFY_SECRET, webhook_id="genuine")
-    replay = dict(first.headers)
-    replay["X-Shopify-Webhook-Id"] = "attacker-chosen"
-    replay["X-Shopify-Topic"] = "app/uninstalled"
+    replay = {**first.headers, "X-Shopify-Webhook-Id": "attacker-chosen"}
     assert post(client, "/shopify/orders", first.body, first.headers)[1] == {"status": "processed"}
     assert post(client, "/shopify/orders", first.body, replay)[1] == {"status": "duplicate"}
     assert calls.keys == ["genuine"]
     assert WebhookEvent.objects.count() == 1 and Item.objects.count() == 1
 
 
+class _Replays:
+    """Records webhook_body_replayed while the block runs."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    def receive(self, sender: Any, signal: Any, **kwargs: Any) -> None:
+        self.sent.append(kwargs)
+
+    def __enter__(self) -> _Replays:
+        signals.webhook_body_replayed.connect(self.receive)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        signals.webhook_body_replayed.disconnect(self.receive)
+
+
+@pytest.mark.django_db
+def test_one_body_under_two_topics_is_two_events_and_the_second_is_flagged(
+    client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An order created already paid: Shopify fires orders/create and
+    # orders/paid, each with the order's JSON, which may be byte-identical.
+    created = shopify_request({"id": 73}, SHOPIFY_SECRET, topic="orders/create", webhook_id="c")
+    paid = shopify_request({"id": 73}, SHOPIFY_SECRET, topic="orders/paid", webhook_id="p")
+    assert created.body == paid.body
+    caplog.set_level(logging.WARNING, logger="django_pg_resilience.webhooks")
+    with _Replays() as replays:
+        assert post(client, "/shopify/orders", created.body, created.headers)[1] == {
+            "status": "processed"
+        }
+        assert post(client, "/shopify/orders", paid.body, paid.headers)[1] == {
+            "status": "processed"
+        }
+    assert calls.keys == ["c", "p"] and Item.objects.count() == 2
+    flags = dict(WebhookEvent.objects.values_list("topic", "body_replayed"))
+    assert flags == {"orders/create": False, "orders/paid": True}
+    assert replays.sent == [
+        {
+            "source": "shopify",
+            "key": "p",
+            "topic": "orders/paid",
+            "account": "example.myshopify.com",
+            "outcome": "processed",
+        }
+    ]
+    assert stats.snapshot()["webhooks_body_replays"] == {"shopify": 1}
+    assert any("already stored" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.django_db
+def test_one_body_from_two_shops_is_two_events(client: Client) -> None:
+    first = shopify_request({"id": 74}, SHOPIFY_SECRET, shop_domain="a.myshopify.com")
+    second = shopify_request({"id": 74}, SHOPIFY_SECRET, shop_domain="b.myshopify.com")
+    for delivery in (first, second):
+        assert post(client, "/shopify/orders", delivery.body, delivery.headers)[1] == {
+            "status": "processed"
+        }
+    assert WebhookEvent.objects.count() == 2
+
+
+@pytest.mark.django_db
+def test_scopes_are_compared_part_by_part_not_as_a_joined_key(client: Client) -> None:
+    # Joined with ":", both would read "a:b:c" and the second would be dropped.
+    one = shopify_request({"id": 75}, SHOPIFY_SECRET, shop_domain="a:b", topic="c")
+    two = shopify_request({"id": 75}, SHOPIFY_SECRET, shop_domain="a", topic="b:c")
+    for delivery in (one, two):
+        assert post(client, "/shopify/orders", delivery.body, delivery.headers)[1] == {
+            "status": "processed"
+        }
+    assert WebhookEvent.objects.count() == 2
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("path", "first_status"),
+    [("/shopify/strict-body", "processed"), ("/shopify/strict-body-async", "queued")],
+)
+def test_the_strict_rule_makes_a_body_under_another_topic_a_duplicate(
+    client: Client, path: str, first_status: str
+) -> None:
+    first = shopify_request({"id": 76}, SHOPIFY_SECRET, topic="orders/create", webhook_id="s-1")
+    replay = {**first.headers, "X-Shopify-Webhook-Id": "s-2", "X-Shopify-Topic": "app/uninstalled"}
+    with _Replays() as replays:
+        assert post(client, path, first.body, first.headers)[1] == {"status": first_status}
+        assert post(client, path, first.body, replay)[1] == {"status": "duplicate"}
+    assert list(WebhookEvent.objects.values_list("key", "body_strict")) == [("s-1", True)]
+    assert [sent["outcome"] for sent in replays.sent] == ["duplicate"]
+    assert stats.snapshot()["webhooks_body_replays"] == {"shopify": 1}
+
+
+@pytest.mark.django_db
+def test_the_strict_rule_also_sees_a_body_stored_by_a_default_view(client: Client) -> None:
+    first = shopify_request({"id": 77}, SHOPIFY_SECRET, topic="orders/create", webhook_id="d-1")
+    replay = {**first.headers, "X-Shopify-Webhook-Id": "d-2", "X-Shopify-Topic": "orders/paid"}
+    assert post(client, "/shopify/orders", first.body, first.headers)[1] == {"status": "processed"}
+    assert post(client, "/shopify/strict-body", first.body, replay)[1] == {"status": "duplicate"}
+    assert WebhookEvent.objects.count() == 1
+
+
 @pytest.mark.django_db
 def test_a_github_body_replayed_under_a_new_delivery_is_a_duplicate(client: Client) -> None:
     first = github_request({"ref": "main"}, GITHUB_SECRET, delivery="d-1")
-    replay = {**first.headers, "X-GitHub-Delivery": "d-2", "X-GitHub-Event": "delete"}
+    replay = {**first.headers, "X-GitHub-Delivery": "d-2"}
     assert post(client, "/github/pushes", first.body, first.headers)[1] == {"status": "processed"}
     assert post(client, "/github/pushes", first.body, replay)[1] == {"status": "duplicate"}
     assert WebhookEvent.objects.count() == 1

@@ -13,9 +13,9 @@ from django.core.management import CommandError, call_command
 from django.test import Client, override_settings
 from django.utils import timezone
 
+from django_pg_resilience.checks.webhooks import webhook_check_messages
 from django_pg_resilience.models import WebhookEvent
 from django_pg_resilience.testing.webhooks import WebhookEventFactory
-from django_pg_resilience.webhooks.checks import webhook_check_messages
 from tests.testapp.models import Item
 from tests.webhooks.views import calls
 

@@ -17,4 +17,6 @@ urlpatterns = [
     path("fresh/durable-session-lost", views.FreshDurableSessionLost.as_view()),
     path("fresh/durable-relaxed", views.FreshDurableRelaxed.as_view()),
     path("shopify/no-body-dedup", views.ShopifyWithoutBodyDedup.as_view()),
+    path("shopify/strict-body", views.ShopifyStrictBody.as_view()),
+    path("shopify/strict-body-async", views.ShopifyStrictBodyAsync.as_view()),
 ]

@@ -153,5 +153,13 @@ class ShopifyWithoutBodyDedup(ShopifyOrders):
     dedup_body = False
 
 
+class ShopifyStrictBody(ShopifyOrders):
+    dedup_body_strict = True
+
+
+class ShopifyStrictBodyAsync(ShopifyStrictBody):
+    process_async = True
+
+
 class FreshDurableRelaxed(FreshDurable):
     durable_ack_without_standby = True

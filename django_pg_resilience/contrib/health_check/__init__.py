@@ -64,11 +64,9 @@ class ClusterHealth(_Base):
 
     def run(self) -> None:
         cached = cluster_report(wait=min(round_wait(), self.timeout.total_seconds() - 0.5))
-        if cached.report is None:
-            raise ServiceUnavailable(
-                cached.error or "no cluster report yet: the first probe round is still running"
-            )
-        status, summary = self._verdict(cached.report)
+        if cached.current is None:  # none yet, or older than HEALTH_MAX_REPORT_AGE
+            raise ServiceUnavailable(cached.why_unknown)
+        status, summary = self._verdict(cached.current)
         if status is Status.OK:
             return
         message = summary if self.detail else f"{status.name} (see manage.py health)"

@@ -12,6 +12,7 @@ import datetime
 import json
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_pg_resilience import maintenance
@@ -47,7 +48,7 @@ class Command(BaseCommand):
     help = (
         "Turn planned maintenance on or off for every process of the site, or show it. "
         "While on, the middleware answers the 503 page (JSON for APIs and webhooks), "
-        "except for staff, PG_RESILIENCE['MAINTENANCE_BYPASS_IPS'] and "
+        "except for staff (read-only), PG_RESILIENCE['MAINTENANCE_BYPASS_IPS'] and "
         "['MAINTENANCE_BYPASS_PATHS']."
     )
     # The switch exists for when the database is being worked on.
@@ -71,7 +72,12 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         action = options["action"]
-        where = maintenance.switch().describe()
+        try:
+            where = maintenance.switch().describe()
+        except ImproperlyConfigured as exc:
+            raise CommandError(
+                f"{exc} Set PG_RESILIENCE['MAINTENANCE_FILE'] (or MAINTENANCE_CACHE)."
+            ) from None
         try:
             if action == "on":
                 state: maintenance.MaintenanceState | None = maintenance.turn_on(
@@ -84,6 +90,9 @@ class Command(BaseCommand):
                     self.stdout.write(f"Maintenance was not on ({where}).")
             else:
                 state = maintenance.switch().read()
+        except maintenance.SwitchUnreadable as exc:
+            present = " It is there: the site's processes count maintenance as on." * exc.present
+            raise CommandError(f"Cannot read the maintenance switch ({exc}).{present}") from None
         except OSError as exc:
             raise CommandError(
                 f"Cannot change the maintenance switch ({where}): {exc.strerror or exc}. "
