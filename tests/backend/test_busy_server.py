@@ -12,6 +12,7 @@ working. Timing targets (the rate served during the hold) live in bench/bench_fl
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from collections import Counter
@@ -21,10 +22,14 @@ from typing import Any
 
 import psycopg
 import pytest
+from django.db import connections
 
-from django_pg_resilience.testing import Node
+from django_pg_resilience.errors import DatabaseBusy
+from django_pg_resilience.testing import LocalCluster, Node
 from example_project.drill.stack import WEBHOOK_SECRET, Stack
 from example_project.drill.traffic import Traffic, TrafficConfig
+from tests.backend.conftest import item_alias
+from tests.testapp.models import Item
 
 pytestmark = [pytest.mark.slow, pytest.mark.chaos]
 
@@ -171,3 +176,77 @@ def test_a_crash_onto_a_full_new_primary_never_gives_a_500_nor_opens_the_breaker
     assert after[200] > 0 and after[503] == 0, after
     with contextlib.suppress(Exception):
         shop.stop_server()
+
+
+@pytest.fixture(scope="module")
+def small_server() -> Iterator[LocalCluster]:
+    with LocalCluster(standbys=0, server_settings=SERVER_SETTINGS) as cluster:
+        yield cluster
+
+
+class Reader(threading.Thread):
+    """A thread that reads once on ALIAS and keeps its connection (its slot) until released."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.outcome: object = None
+        self.done = threading.Event()
+        self.release = threading.Event()
+
+    def run(self) -> None:
+        try:
+            self.outcome = Item.objects.using(SQUEEZED).count()
+        except Exception as exc:
+            self.outcome = exc
+        self.done.set()
+        self.release.wait(30)
+        connections[SQUEEZED].close()
+
+
+def read_once() -> Reader:
+    reader = Reader()
+    reader.start()
+    assert reader.done.wait(30)
+    return reader
+
+
+SQUEEZED = "squeezed"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BusyEpisode.connected() ends the episode at any successful connect, so a squeeze "
+    "that lets some callers in logs a new 'busy' line at each refusal after a success "
+    "(56 lines in 4 s in bench_fleet's squeeze with CONN_MAX_AGE=0)",
+)
+def test_a_squeeze_that_lets_some_callers_in_is_logged_once(
+    small_server: LocalCluster, django_db_blocker: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """While the server stays full, a caller let into the one free slot does not end the episode."""
+    node = small_server.primary
+    readers: list[Reader] = []
+    with (
+        django_db_blocker.unblock(),
+        caplog.at_level(logging.WARNING, "django_pg_resilience"),
+        item_alias(SQUEEZED, node, CONN_MAX_AGE=60, OPTIONS={"resilience": {"deadline": 0.3}}),
+    ):
+        connections[SQUEEZED].close()
+        held = fill_all_but(node, 1)
+        try:
+            held.append(node.connect())  # now full
+            readers.append(read_once())  # refused: the episode starts
+            held.pop().close()
+            readers.append(read_once())  # gets the free slot, and keeps it
+            readers.append(read_once())  # refused again: the server is still full
+        finally:
+            for reader in readers:
+                reader.release.set()
+                reader.join(30)
+            for connection in held:
+                connection.close()
+    outcomes = [reader.outcome for reader in readers]
+    assert isinstance(outcomes[0], DatabaseBusy), outcomes
+    assert outcomes[1] == 0, outcomes
+    assert isinstance(outcomes[2], DatabaseBusy), outcomes
+    lines = [r.getMessage() for r in caplog.records if BUSY_EPISODE in r.getMessage()]
+    assert len(lines) == 1, lines
