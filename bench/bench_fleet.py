@@ -159,7 +159,9 @@ def fill_all_but(node: Node, free: int) -> list[psycopg.Connection[Any]]:
 
 def squeeze_once(conn_max_age: int, work: Path, what_if: str = "") -> dict[str, Any]:
     os.environ.pop("FLEET_REPORT_DIR", None)
+    deadline = what_if.removeprefix("deadline=") if what_if.startswith("deadline=") else ""
     os.environ["FLEET_WHAT_IF"] = what_if
+    os.environ["FLEET_DEADLINE"] = deadline
     stack = Stack(
         workers=2,
         threads=4,
@@ -194,6 +196,7 @@ def squeeze_once(conn_max_age: int, work: Path, what_if: str = "") -> dict[str, 
         refusals = too_many_clients(new, node_offset)
     answered = [a for a in attempts if a["status"] in (200, 503)]
     slowest = max((a["end"] - a["start"] for a in answered), default=0.0)
+    limit = float(os.environ["FLEET_DEADLINE"] or DEADLINE) + 1.0
     before = rate(attempts, fault - 5.0, fault)
     during = rate(attempts, moved, freed)
     return {
@@ -207,7 +210,7 @@ def squeeze_once(conn_max_age: int, work: Path, what_if: str = "") -> dict[str, 
         "requests_per_s_after_hold": round(rate(attempts, freed, freed + 4.0), 1),
         "promotion_s": round(moved - fault, 2),
         "slowest_answer_s": round(slowest, 3),
-        "answered_within_deadline_plus_1s": slowest <= DEADLINE + 1.0,
+        "answered_within_deadline_plus_1s": slowest <= limit,
         "no_answer": sum(1 for a in attempts if a["status"] == 0),
         "503_during_hold": sum(
             1 for a in attempts if moved <= a["end"] < freed + DEADLINE and a["status"] == 503
@@ -224,6 +227,7 @@ SQUEEZE_VARIANTS = (
     ("conn_max_age_60", 60, ""),
     ("conn_max_age_0", 0, ""),
     ("conn_max_age_60_release_when_busy", 60, "release_when_busy"),
+    ("conn_max_age_60_deadline_1s", 60, "deadline=1.0"),
 )
 
 
@@ -272,6 +276,10 @@ FLEET_NODES = {"max_connections": "30", "max_wal_senders": "4"}
 WARM = 8.0
 PROMOTION_DELAY = 2.0
 AFTER_MOVE = 15.0
+#: At the move, the rest of the fleet holds all but this many slots of the new primary ...
+FLEET_FREE_SLOTS = 6
+#: ... for this long.
+FLEET_HOLD = 4.0
 
 
 class Sampler:
@@ -317,7 +325,10 @@ def worker_requests(report_dir: Path) -> dict[str, list[tuple[float, int]]]:
     return served
 
 
-def fleet_once(engine: str, workers: int, threads: int, clients: int, work: Path) -> dict[str, Any]:
+def fleet_once(
+    engine: str, workers: int, threads: int, conn_max_age: int, clients: int, work: Path
+) -> dict[str, Any]:
+    os.environ["FLEET_WHAT_IF"] = os.environ["FLEET_DEADLINE"] = ""
     report_dir = work / "workers"
     report_dir.mkdir()
     os.environ["FLEET_REPORT_DIR"] = str(report_dir)
@@ -325,7 +336,7 @@ def fleet_once(engine: str, workers: int, threads: int, clients: int, work: Path
         engine=engine,
         workers=workers,
         threads=threads,
-        conn_max_age=0,
+        conn_max_age=conn_max_age,
         server_settings=FLEET_NODES,
         server_log=work / "server.log",
         gunicorn_config=BENCH / "fleet_gunicorn.conf.py",
@@ -343,10 +354,17 @@ def fleet_once(engine: str, workers: int, threads: int, clients: int, work: Path
         cluster.kill(old)
         time.sleep(max(fault + PROMOTION_DELAY - time.monotonic(), 0))
         new = cluster.promote(standby)
-        log_offset = stack.server_log.stat().st_size
-        node_offset = new.log_file.stat().st_size
-        stack.endpoint.point_to(new)
-        moved = time.monotonic()
+        held = fill_all_but(new, FLEET_FREE_SLOTS)
+        try:
+            log_offset = stack.server_log.stat().st_size
+            node_offset = new.log_file.stat().st_size
+            stack.endpoint.point_to(new)
+            moved = time.monotonic()
+            time.sleep(FLEET_HOLD)
+        finally:
+            for connection in held:
+                connection.close()
+        freed = time.monotonic()
         attempts = run.wait()
         sampler.stop()
         refusals = too_many_clients(new, node_offset)
@@ -363,21 +381,42 @@ def fleet_once(engine: str, workers: int, threads: int, clients: int, work: Path
         if pid in served_before
     }
     never_back = sorted(pid for pid, t in back_at.items() if t is None)
+    # A process serving through the hold is back at once; the others when they first serve.
+    after_freed = {
+        pid: min((t - freed for t, s in rows if t >= freed and s == 200), default=None)
+        for pid, rows in per_worker.items()
+        if pid in served_before
+    }
+    back_after_freed = [
+        0.0 if (back_at[pid] is not None and back_at[pid] <= freed - moved) else after_freed[pid]
+        for pid in back_at
+    ]
     attempts_after = sampler.per_window(moved, 10)
     outage_attempts = sampler.count_at(moved) - sampler.count_at(fault)
+    outage_windows = sampler.per_window(fault, int(moved - fault))
     peaks = [
         r["peak_concurrent_attempts"] for r in reports if r["peak_concurrent_attempts"] is not None
     ]
-    window = [a for a in attempts if fault <= a["end"] < moved + 10.0]
+    window = [a for a in attempts if fault <= a["end"] < freed + 10.0]
+    answered = [a for a in attempts if a["status"] in (200, 503)]
+    unanswered = Counter(a["kind"] for a in attempts if a["status"] == 0)
     return {
         "engine": engine,
         "processes": workers,
         "threads": threads,
+        "conn_max_age": conn_max_age,
         "clients": clients,
         "requests": len(attempts),
         "by_status": statuses(attempts),
-        "by_status_fault_to_move_plus_10s": statuses(window),
+        "by_status_fault_to_freed_plus_10s": statuses(window),
         "requests_per_s_before_fault": round(rate(attempts, fault - 5.0, fault), 1),
+        "requests_per_s_during_hold": round(rate(attempts, moved, freed), 1),
+        "slowest_answer_s": round(max((a["end"] - a["start"] for a in answered), default=0), 3),
+        "answers_slower_than_deadline_plus_1s": sum(
+            1 for a in answered if a["end"] - a["start"] > DEADLINE + 1.0
+        ),
+        # Shopify's sender gives up after 5 s, a reader after 15 s: "no answer" to the client.
+        "no_answer_by_kind": dict(unanswered),
         "promotion_s": round(moved - fault, 2),
         "attempts_per_s_at_new_primary": attempts_after,
         "peak_attempts_per_s_at_new_primary": max(attempts_after, default=0),
@@ -386,12 +425,25 @@ def fleet_once(engine: str, workers: int, threads: int, clients: int, work: Path
         "attempts_per_s_per_process_in_outage": round(
             outage_attempts / max(moved - fault, 1e-9) / workers, 2
         ),
+        "attempts_per_s_per_process_in_outage_by_second": [
+            round(count / workers, 2) for count in outage_windows
+        ],
+        "free_slots_during_hold": FLEET_FREE_SLOTS,
+        "hold_s": round(freed - moved, 2),
         "too_many_clients_at_new_primary": refusals,
         "processes_serving_before": len(served_before),
         "every_process_served_again_s": None
         if never_back or not back_at
         else round(max(back_at.values()), 3),
         "processes_not_back": len(never_back),
+        "every_process_served_within_s_of_slots_free": (
+            None
+            if any(t is None for t in back_after_freed)
+            else round(max(back_after_freed, default=0.0), 3)
+        ),
+        "processes_serving_during_hold": sum(
+            1 for t in back_at.values() if t is not None and t <= freed - moved
+        ),
         "median_process_back_s": (
             round(sorted(t for t in back_at.values() if t is not None)[len(back_at) // 2], 3)
             if back_at and not never_back
@@ -412,21 +464,28 @@ def fleet_once(engine: str, workers: int, threads: int, clients: int, work: Path
 
 
 def part_fleet(workers: int, threads: int, clients: int, runs: int) -> dict[str, Any]:
+    """More threads than slots: a connection per request. As many threads as slots: persistent."""
+    variants = ((workers, threads, 0), (30 // threads, threads, 60))
     results: dict[str, Any] = {"machine": machine(), "runs": []}
-    for number in range(runs):
-        for engine in ("resilient", "stock"):
-            with tempfile.TemporaryDirectory(prefix="fleet-") as work:
-                figures = fleet_once(engine, workers, threads, clients, Path(work))
-            figures["run"] = number + 1
-            results["runs"].append(figures)
-            print(
-                f"  {engine:<9} run {number + 1}: {figures['by_status']}; attempts/s at the new "
-                f"primary {figures['attempts_per_s_at_new_primary'][:5]}; 53300 x "
-                f"{figures['too_many_clients_at_new_primary']}; every process back in "
-                f"{figures['every_process_served_again_s']} s; peak attempts per process "
-                f"{figures['peak_concurrent_attempts_per_process']}",
-                flush=True,
-            )
+    for processes, per_process, conn_max_age in variants:
+        for number in range(runs):
+            for engine in ("resilient", "stock"):
+                with tempfile.TemporaryDirectory(prefix="fleet-") as work:
+                    figures = fleet_once(
+                        engine, processes, per_process, conn_max_age, clients, Path(work)
+                    )
+                figures["run"] = number + 1
+                results["runs"].append(figures)
+                print(
+                    f"  {processes} x {per_process} CONN_MAX_AGE={conn_max_age} "
+                    f"{engine:<9} run {number + 1}: {figures['by_status']}; attempts/s at the new "
+                    f"primary {figures['attempts_per_s_at_new_primary'][:5]}; 53300 x "
+                    f"{figures['too_many_clients_at_new_primary']}; every process back "
+                    f"{figures['every_process_served_within_s_of_slots_free']} s after the slots "
+                    f"were freed; peak attempts per process "
+                    f"{figures['peak_concurrent_attempts_per_process']}",
+                    flush=True,
+                )
     return results
 
 
@@ -440,8 +499,8 @@ def part_simulated(quick: bool) -> dict[str, Any]:
 
     node = NodeModel()
     proposal = {
-        "what_if": frozenset({"shared_busy_backoff"}),
-        "settings": BackendSettings(busy_backoff_cap=4.0, connect_timeout=5),
+        "what_if": frozenset({"shared_busy_backoff", "startup_timeouts_are_busy"}),
+        "settings": BackendSettings(busy_backoff_cap=4.0),
     }
     results: dict[str, Any] = {
         "node": dataclasses.asdict(node),
@@ -452,10 +511,27 @@ def part_simulated(quick: bool) -> dict[str, Any]:
         },
         "proposal": {
             "what_if": sorted(proposal["what_if"]),
-            "settings": {"busy_backoff_cap": 4.0, "connect_timeout": 5},
+            "settings": {"busy_backoff_cap": 4.0},
         },
         "runs": [],
     }
+    # How much of the herd's collapse is the node model's: refusals and abandoned
+    # start-ups that cost the node nothing.
+    for label, cheaper in (
+        ("refusals free", {"refuse_cost": 0.0}),
+        ("abandoned free", {"abandoned_cost": 0.0}),
+        ("both free", {"refuse_cost": 0.0, "abandoned_cost": 0.0}),
+    ):
+        cheap_node = dataclasses.replace(node, **cheaper)
+        figures = simulate(FleetModel(processes=1000, outage=2.0, herd=True), cheap_node)
+        figures.update(variant=f"package, {label}", workload="herd", node_changes=cheaper)
+        results["runs"].append(figures)
+        print(
+            f"    1000 processes, outage  2.0 s, herd    package ({label}): full service after "
+            f"{figures['full_service_after_move_s']} s; {figures['by_status']}; breaker opened "
+            f"after the move x {figures['breaker_openings_after_move']}",
+            flush=True,
+        )
     sizes = (1000,) if quick else (1000, 10000)
     for processes in sizes:
         for outage in (2.0, 10.0):
@@ -533,6 +609,7 @@ def part_drill(runs: int) -> dict[str, Any]:
                     "ok": summary["ok"],
                     "by_status": summary["requests"]["by_status"],
                     "orders_lost": summary["orders"]["lost"],
+                    "lost_order_ids": summary["orders"]["lost_order_ids"],
                     "orders_duplicated": summary["orders"]["duplicated"],
                     "storefront_errors": summary["storefront"]["errors"],
                     "recovery_lag_s": summary["requests"]["recovery_lag"],
@@ -540,6 +617,12 @@ def part_drill(runs: int) -> dict[str, Any]:
                     "load_average": [round(x, 2) for x in os.getloadavg()],
                 }
             results["runs"].append(figures)
+            if completed.returncode != 0:  # kept for a look: out/ is not committed
+                kept = ROOT / "out" / "fleet-drill"
+                kept.mkdir(parents=True, exist_ok=True)
+                for name in (report.name, f"server-{number}.log"):
+                    with contextlib.suppress(OSError):
+                        (kept / name).write_bytes((Path(work) / name).read_bytes())
             print(f"  drill run {number + 1}: {figures}", flush=True)
     done = [r for r in results["runs"] if "by_status" in r]
     results["summary"] = {

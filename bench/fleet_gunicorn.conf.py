@@ -10,6 +10,7 @@ Both go to the folder named by ``FLEET_REPORT_DIR`` (none: not written).
 ``FLEET_WHAT_IF=release_when_busy`` models a change to the package, to measure it before
 making it: while the process meets a full server, a thread closes its persistent
 connection at the end of each request, so the few free slots rotate among the threads.
+``FLEET_DEADLINE=S`` sets the alias's ``deadline`` (OPTIONS["resilience"]) in each worker.
 """
 
 import json
@@ -23,6 +24,15 @@ exec(compile(_shop_config.read_text(), str(_shop_config), "exec"))  # noqa: S102
 _report_dir = Path(os.environ["FLEET_REPORT_DIR"]) if os.environ.get("FLEET_REPORT_DIR") else None
 _release_when_busy = os.environ.get("FLEET_WHAT_IF") == "release_when_busy"
 _request_log = None
+
+
+def post_worker_init(worker):  # type: ignore[no-untyped-def]
+    deadline = os.environ.get("FLEET_DEADLINE")
+    if deadline:
+        from django.conf import settings
+
+        options = settings.DATABASES["default"].setdefault("OPTIONS", {})
+        options.setdefault("resilience", {})["deadline"] = float(deadline)
 
 
 def post_request(worker, req, environ, resp):  # type: ignore[no-untyped-def]

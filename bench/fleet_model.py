@@ -111,7 +111,10 @@ class FleetModel:
     #: "shared_busy_backoff": a refusal (53300) holds back every caller of the process, one
     #: full-jitter exponential backoff per process instead of one per caller;
     #: "probe_hands_over": the open circuit's successful probe keeps its connection for the
-    #: process's next caller instead of closing it.
+    #: process's next caller instead of closing it;
+    #: "startup_timeouts_are_busy": a connect that timed out after the server accepted the TCP
+    #: connection (the start-up never finished: every time-out at the new primary here) is
+    #: busy, like 53300, instead of a lost connection.
     what_if: frozenset[str] = frozenset()
 
 
@@ -417,6 +420,8 @@ class Process:
             self._prober_step()
 
         def failed(exc: Any) -> None:
+            if exc is TIMED_OUT and "startup_timeouts_are_busy" in self.fleet.model.what_if:
+                exc = TOO_MANY
             if exc is TOO_MANY:
                 breaker.record_success(PROBE)  # answered: callers meet the full server
             else:
@@ -525,6 +530,8 @@ class Caller:
     def failed(self, exc: Any) -> None:
         process, breaker = self.process, self.process.breaker
         process.slots.release()
+        if exc is TIMED_OUT and "startup_timeouts_are_busy" in process.fleet.model.what_if:
+            exc = TOO_MANY
         was_open = breaker.state == "open"
         if exc is TOO_MANY:
             if self.role == PROBE:

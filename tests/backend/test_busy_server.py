@@ -31,8 +31,6 @@ from example_project.drill.traffic import Traffic, TrafficConfig
 from tests.backend.conftest import item_alias
 from tests.testapp.models import Item
 
-pytestmark = [pytest.mark.slow, pytest.mark.chaos]
-
 #: Client slots of each node: small, so that holding all but 3 is cheap.
 SERVER_SETTINGS = {"max_connections": "20", "max_wal_senders": "4"}
 FREE_SLOTS = 3
@@ -128,6 +126,8 @@ class Squeeze:
             self.events["freed"] = time.monotonic()
 
 
+@pytest.mark.slow
+@pytest.mark.chaos
 def test_a_crash_onto_a_full_new_primary_never_gives_a_500_nor_opens_the_breaker(
     shop: Stack, tmp_path: Path
 ) -> None:
@@ -217,7 +217,7 @@ SQUEEZED = "squeezed"
     strict=True,
     reason="BusyEpisode.connected() ends the episode at any successful connect, so a squeeze "
     "that lets some callers in logs a new 'busy' line at each refusal after a success "
-    "(56 lines in 4 s in bench_fleet's squeeze with CONN_MAX_AGE=0)",
+    "(37 to 56 lines in 4 s in bench_fleet's squeeze with CONN_MAX_AGE=0)",
 )
 def test_a_squeeze_that_lets_some_callers_in_is_logged_once(
     small_server: LocalCluster, django_db_blocker: Any, caplog: pytest.LogCaptureFixture
