@@ -73,6 +73,18 @@ def fill_all_but(node: Node, free: int) -> list[psycopg.Connection[Any]]:
     return held[:-free]
 
 
+def connect_when_free(node: Node, timeout: float = 10.0) -> psycopg.Connection[Any]:
+    """A connection as soon as a slot frees (a closed session's backend exits a moment later)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return node.connect()
+        except psycopg.OperationalError as exc:
+            if "too many clients" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.01)
+
+
 def app_sessions(probe: psycopg.Connection[Any], ours: set[int]) -> set[int]:
     """Backend pids of the site's sessions on the node ``probe`` is connected to."""
     rows = probe.execute(
@@ -227,7 +239,7 @@ def test_a_squeeze_that_lets_some_callers_in_is_logged_once(
         connections[SQUEEZED].close()
         held = fill_all_but(node, 1)
         try:
-            held.append(node.connect())  # now full
+            held.append(connect_when_free(node))  # now full
             readers.append(read_once())  # refused: the episode starts
             held.pop().close()
             readers.append(read_once())  # gets the free slot, and keeps it
