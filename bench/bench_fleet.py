@@ -499,9 +499,10 @@ def part_simulated(quick: bool) -> dict[str, Any]:
 
     node = NodeModel()
     proposal = {
-        "what_if": frozenset({"shared_busy_backoff", "startup_timeouts_are_busy"}),
+        "what_if": frozenset({"startup_timeouts_are_busy"}),
         "settings": BackendSettings(busy_backoff_cap=4.0),
     }
+    before = {"what_if": frozenset({"per_caller_busy_backoff"})}
     results: dict[str, Any] = {
         "node": dataclasses.asdict(node),
         "fleet": {
@@ -513,6 +514,7 @@ def part_simulated(quick: bool) -> dict[str, Any]:
             "what_if": sorted(proposal["what_if"]),
             "settings": {"busy_backoff_cap": 4.0},
         },
+        "before": {"what_if": sorted(before["what_if"])},
         "runs": [],
     }
     # How much of the herd's collapse is the node model's: refusals and abandoned
@@ -541,6 +543,7 @@ def part_simulated(quick: bool) -> dict[str, Any]:
                     ("stock", {"engine": "stock"}),
                 ]
                 if herd:
+                    variants.append(("per-caller", before))  # the busy backoff before
                     variants.append(("proposal", proposal))
                 for label, changes in variants:
                     model = FleetModel(processes=processes, outage=outage, herd=herd, **changes)

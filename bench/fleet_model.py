@@ -107,9 +107,10 @@ class FleetModel:
     #: Also one request per process at a random moment of the outage: every process
     #: knows of the outage at the move (a readiness check, a cron job, a Celery beat).
     herd: bool = False
-    #: Models of changes to the package, to measure before making them (none: the package as is):
-    #: "shared_busy_backoff": a refusal (53300) holds back every caller of the process, one
-    #: full-jitter exponential backoff per process instead of one per caller;
+    #: Models of other designs, to measure against the package (none: the package as is):
+    #: "per_caller_busy_backoff": each caller backs off from its own refusals (the package
+    #: before this round's change; it now holds back every caller of the process, one
+    #: full-jitter exponential backoff per process);
     #: "probe_hands_over": the open circuit's successful probe keeps its connection for the
     #: process's next caller instead of closing it;
     #: "startup_timeouts_are_busy": a connect that timed out after the server accepted the TCP
@@ -318,11 +319,13 @@ class Process:
         self.waiting: dict[int, Callable[[], None]] = {}
         self._wait_ids = itertools.count()
         self.prober_running = False
+        self.prober_waits_for_demand = False
+        self.prober_wakeups = 0
         self.opened = 0
         self.served_after_move: float | None = None
         #: When the breaker last left the open state after the move.
         self.ready_again_at: float | None = None
-        #: what_if "shared_busy_backoff": no caller dials before this; refusals in a row.
+        #: The process's busy backoff: no caller dials before this; refusals in a row.
         self.busy_gate = -math.inf
         self.busy_streak = 0
         #: what_if "probe_hands_over": a connection the prober left for the next caller.
@@ -395,14 +398,29 @@ class Process:
             sim = self.fleet.sim
             sim.at(sim.now, self._prober_step)
 
-    def _prober_step(self) -> None:
+    def wake_prober(self) -> None:
+        """A caller was refused (``breaker.demand`` set): the prober waiting for one wakes."""
+        if self.prober_waits_for_demand:
+            self.prober_waits_for_demand = False
+            self.prober_wakeups += 1
+            token = self.prober_wakeups
+            sim = self.fleet.sim
+            sim.at(sim.now, lambda: self._prober_step(token))
+
+    def _prober_step(self, token: int | None = None) -> None:
+        if token is not None and token != self.prober_wakeups:
+            return  # a stale wake-up: a newer one is scheduled
         sim, breaker = self.fleet.sim, self.breaker
-        wait = breaker.seconds_to_next_probe()
-        if wait is None:
+        plan = breaker.seconds_to_next_probe()
+        if plan is None:
             self.prober_running = False
             return
+        wait, sooner_on_demand = plan
         if wait > 0:
-            sim.at(sim.now + wait, self._prober_step)
+            self.prober_waits_for_demand = sooner_on_demand
+            self.prober_wakeups += 1
+            token = self.prober_wakeups
+            sim.at(sim.now + wait, lambda: self._prober_step(token))
             return
         if not breaker.try_probe():
             sim.at(sim.now + 0.01, self._prober_step)
@@ -475,11 +493,13 @@ class Caller:
     def admit(self) -> None:
         process, breaker = self.process, self.process.breaker
         if process.busy_gate > self.sim.now:
-            if process.busy_gate - self.sim.now >= self.budget.remaining:
-                process.finish(self.request, 503, "busy")
-            else:
+            if process.busy_gate - self.sim.now < self.budget.remaining:
                 self.sim.at(process.busy_gate, self.admit)
-            return
+                return
+            if self.busy_failures:
+                process.finish(self.request, 503, "busy")
+                return
+            # A caller whose deadline is shorter than the backoff asks once (as the package).
         if process.handed_over and breaker.state == "closed":
             process.handed_over = False  # the prober's connection: no dialling
             self.role = DIRECT
@@ -498,6 +518,7 @@ class Caller:
             )
         except DatabaseUnavailable:
             process.breaker_event(was_open)
+            process.wake_prober()
             process.finish(self.request, 503, "unavailable")
             return
         self.attempt_started = self.sim.now
@@ -549,7 +570,7 @@ class Caller:
         process = self.process
         self.busy_failures += 1
         process.fleet.busy_refusals += 1
-        if "shared_busy_backoff" in process.fleet.model.what_if:
+        if "per_caller_busy_backoff" not in process.fleet.model.what_if:
             if answered:
                 process.busy_streak += 1
                 gate = self.sim.now + process.busy_policy.delay(process.busy_streak)

@@ -78,7 +78,7 @@ class BreakerSettings:
     holding_interval: float = 0.25
     #: An open circuit nobody asks for (no caller refused since the last probe) is probed
     #: this rarely: an idle process of a fleet hardly touches a database that is away.
-    idle_interval: float = 10.0
+    idle_interval: float = 4.0
 
 
 class CircuitBreaker:

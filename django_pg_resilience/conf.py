@@ -83,7 +83,7 @@ class BackendSettings:
     breaker_max_interval: float = 0.9
     #: An open circuit that no caller asks for (none refused since the last probe) is
     #: probed this rarely: an idle process hardly touches a database that is away.
-    breaker_idle_probe_interval: float = 10.0
+    breaker_idle_probe_interval: float = 4.0
     #: Seconds of an outage during which the breaker probes at the backoff's pace
     #: (``backoff_cap``): the end of a blip is noticed within milliseconds.
     breaker_fast_probe_window: float = 1.0

@@ -3,7 +3,7 @@
 While the circuit is open every caller is refused at once from the breaker's
 state; the probes that find the database again run here, in a daemon thread of
 their own, about once per ``breaker_open_interval`` while callers are being
-refused, and once per ``breaker_idle_probe_interval`` (10 s) when none is: an
+refused, and once per ``breaker_idle_probe_interval`` (4 s) when none is: an
 idle process does not keep dialling a database that is away, and a worker that
 polls once a second makes at most one attempt a second. So no request ever waits
 for a probe: before, the one request that happened to carry it waited the whole
