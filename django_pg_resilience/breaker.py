@@ -76,6 +76,9 @@ class BreakerSettings:
     #: Past ``young_outage``, probes of a held outage are at least half this apart
     #: (jittered up to it): a process's outage load stays under 2 / interval attempts/s.
     holding_interval: float = 0.25
+    #: An open circuit nobody asks for (no caller refused since the last probe) is probed
+    #: this rarely: an idle process of a fleet hardly touches a database that is away.
+    idle_interval: float = 4.0
 
 
 class CircuitBreaker:
@@ -113,6 +116,10 @@ class CircuitBreaker:
         self._refusal_logged = False
         #: Earliest time of the next probe.
         self._next_probe_at = 0.0
+        #: Set when a caller is refused: an open circuit is probed for callers that
+        #: want the database (and every ``idle_interval`` without them), not on a timer.
+        self.demand = threading.Event()
+        self._last_probe_at = 0.0
         #: Bumped by every probe that ends (success or failure), so a waiter can
         #: tell "attempts made on my behalf".
         self._probes = 0
@@ -213,8 +220,9 @@ class CircuitBreaker:
                     if self._open:
                         if self.background_probe is not None:
                             # Never a caller: the prober probes (off the request path).
-                            if not self._probing and now >= self._next_probe_at + _PROBER_GRACE:
-                                events.append(self.background_probe)  # overdue: is it running?
+                            overdue = now >= self._next_probe_at + _PROBER_GRACE
+                            if not self._probing and self.demand.is_set() and overdue:
+                                events.append(self.background_probe)  # is it running?
                             raise self._refuse_locked(now, last_error, events)
                         if self._probing or now < self._next_probe_at:
                             raise self._refuse_locked(now, last_error, events)
@@ -260,6 +268,7 @@ class CircuitBreaker:
     def _refuse_locked(
         self, now: float, error: BaseException | None, events: list[_Event]
     ) -> DatabaseUnavailable:
+        self.demand.set()
         retry_after = max(self._next_probe_at - now, _MIN_RETRY_AFTER)
         stats.increment("unavailable_errors", self.alias)
         if not self._refusal_logged:
@@ -292,23 +301,34 @@ class CircuitBreaker:
     def try_probe(self) -> bool:
         """Claim the open circuit's next probe if it is due (the background prober's door).
 
-        Non-blocking: True when the caller now holds the probe (and must end it
-        with :meth:`record_success`, :meth:`record_failure` or :meth:`end_probe`
-        with role :data:`PROBE`); False when the circuit is not open, a probe is
-        running, or it is not yet time.
+        Due means: the interval since the last probe has passed, and a caller was
+        refused since then, or ``idle_interval`` passed without any. Non-blocking: True
+        when the caller now holds the probe (and must end it with :meth:`record_success`,
+        :meth:`record_failure` or :meth:`end_probe` with role :data:`PROBE`).
         """
         with self._cond:
-            if not self._open or self._probing or self._clock() < self._next_probe_at:
+            now = self._clock()
+            if not self._open or self._probing or self._probe_wait_locked(now)[0] > 0:
                 return False
             self._probing = True
+            self._last_probe_at = now
+            self.demand.clear()
             return True
 
-    def seconds_to_next_probe(self) -> float | None:
-        """Seconds until the open circuit's next probe is due; None when it is not open."""
+    def seconds_to_next_probe(self) -> tuple[float, bool] | None:
+        """(seconds until the open circuit's next probe is due, whether a refused caller
+        would make it due sooner); None when the circuit is not open."""
         with self._cond:
             if not self._open:
                 return None
-            return max(self._next_probe_at - self._clock(), 0.0)
+            return self._probe_wait_locked(self._clock())
+
+    def _probe_wait_locked(self, now: float) -> tuple[float, bool]:
+        due = self._next_probe_at - now
+        if self.demand.is_set():
+            return max(due, 0.0), False
+        idle_due = self._last_probe_at + self.settings.idle_interval - now
+        return max(due, idle_due, 0.0), True
 
     def end_probe(self, role: str) -> None:
         """The probe ended without telling anything about the database (a configuration error)."""

@@ -81,6 +81,9 @@ class BackendSettings:
     #: Largest interval between probes while the breaker is open (the interval
     #: doubles from ``breaker_open_interval`` up to this).
     breaker_max_interval: float = 0.9
+    #: An open circuit that no caller asks for (none refused since the last probe) is
+    #: probed this rarely: an idle process hardly touches a database that is away.
+    breaker_idle_probe_interval: float = 4.0
     #: Seconds of an outage during which the breaker probes at the backoff's pace
     #: (``backoff_cap``): the end of a blip is noticed within milliseconds.
     breaker_fast_probe_window: float = 1.0
@@ -148,6 +151,7 @@ class BackendSettings:
             threshold=self.breaker_threshold,
             young_outage=self.breaker_fast_probe_window,
             holding_interval=self.breaker_holding_interval,
+            idle_interval=self.breaker_idle_probe_interval,
         )
 
     @functools.cached_property

@@ -249,14 +249,22 @@ class ResilientDatabaseWrapperMixin:
 
     def _connect_through_breaker(self, conn_params: dict[str, Any]) -> Any:
         """Connect within the operation's budget: through the breaker when the database
-        is down, with a busy backoff when it is full. Never a 500: past the deadline,
-        DatabaseUnavailable or DatabaseBusy."""
+        is down, behind the process's busy backoff when it is full. Never a 500: past the
+        deadline, DatabaseUnavailable or DatabaseBusy."""
         self._attempts = 0
         state = self.state
         budget = operation.current() or self.retry_policy().start()
         state.use_probe(partial(_probe, conn_params, bool(self.resilience.read_write)))
-        busy_failures = 0
+        last_busy: BaseException | None = None
         while True:
+            hold_back = state.busy.seconds_to_retry()
+            if hold_back:
+                if hold_back < budget.remaining:
+                    time.sleep(hold_back)
+                elif last_busy is not None:
+                    raise self._busy_error(last_busy, budget) from last_busy
+                # else: a caller whose whole deadline is shorter than the process's backoff
+                # asks once rather than give up without asking.
             try:
                 return state.breaker.call(
                     partial(self._connect_once, conn_params),
@@ -270,27 +278,24 @@ class ResilientDatabaseWrapperMixin:
                     raise self._configuration_error(exc) from exc
                 if kind is not ErrorKind.BUSY:
                     raise
-                busy_failures += 1
-                state.busy.refused(exc, _where(conn_params))
-                delay = self._busy_delay(budget, busy_failures)
-                if delay is None:
+                last_busy = exc
+                state.busy.refused(
+                    exc,
+                    _where(conn_params),
+                    self.resilience.busy_policy,
+                    answered=not isinstance(exc, DatabaseBusy),
+                )
+                if isinstance(exc, DatabaseBusy) or budget.remaining <= 0:
                     raise self._busy_error(exc, budget) from exc
-                time.sleep(delay)
 
-    def _busy_delay(self, budget: RetryBudget, failures: int) -> float | None:
-        """Full-jitter backoff after ``failures`` busy refusals; None when the deadline is near."""
-        delay = self.resilience.busy_policy.delay(failures)
-        return delay if delay < budget.remaining else None
-
-    def _busy_error(self, exc: BaseException, budget: RetryBudget) -> DatabaseBusy:
+    def _busy_error(self, exc: BaseException | None, budget: RetryBudget) -> DatabaseBusy:
         if isinstance(exc, DatabaseBusy):
             return exc
-        retry_after = max(self.resilience.busy_backoff_cap, 1.0)
         return DatabaseBusy(
             f"Database {self.alias!r} is busy (its connection slots are full); "
             f"gave up after {budget.elapsed:.2f} s.",
             alias=self.alias,
-            retry_after=retry_after,
+            retry_after=max(self.resilience.busy_backoff_cap, 1.0),
         )
 
     def _connect_once(self, conn_params: dict[str, Any], timeout: float) -> Any:

@@ -17,6 +17,7 @@ import threading
 import time
 
 from django_pg_resilience import stats
+from django_pg_resilience.backoff import RetryPolicy
 from django_pg_resilience.errors import sqlstate_of
 from django_pg_resilience.server_messages import PGBOUNCER_BUSY_PHRASES
 
@@ -64,14 +65,30 @@ class BusyEpisode:
         self._last: float = 0.0
         self._recovery_logged = False
         self.refusals = 0
+        #: Refusals in a row (a success ends the run), and the moment before which no
+        #: caller of this process dials (monotonic).
+        self._streak = 0
+        self._retry_at = 0.0
+
+    def seconds_to_retry(self) -> float:
+        """How long callers of this process hold back before dialling (0: dial now)."""
+        retry_at = self._retry_at
+        return 0.0 if retry_at == 0.0 else max(retry_at - self._clock(), 0.0)
 
     @property
     def active(self) -> bool:
         """True while refusals keep coming (the last one less than EPISODE_GAP ago)."""
         return self._since is not None and self._clock() - self._last < EPISODE_GAP
 
-    def refused(self, exc: BaseException, where: str) -> None:
-        """A connection attempt (or a pool checkout) to ``where`` (host:port) was refused: full."""
+    def refused(
+        self, exc: BaseException, where: str, backoff: RetryPolicy, *, answered: bool = True
+    ) -> None:
+        """A connection attempt to ``where`` (host:port) was refused as full.
+
+        ``answered``: the server (or PgBouncer) said so, which holds the whole process
+        back by ``backoff``; a caller that found no attempt slot of its own process did
+        not ask the server, and does not.
+        """
         stats.increment("busy_errors", self.alias)
         now = self._clock()
         with self._lock:
@@ -82,6 +99,9 @@ class BusyEpisode:
                 self._recovery_logged = False
             self.refusals += 1
             self._last = now
+            if answered:
+                self._streak += 1
+                self._retry_at = max(self._retry_at, now + backoff.delay(self._streak))
         if starts:
             logger.warning(
                 "Database %r busy: connection slots exhausted on %s (%s). Not an outage: "
@@ -92,10 +112,13 @@ class BusyEpisode:
             )
 
     def connected(self) -> None:
-        """A connection succeeded: the first one of an episode says the database lets us in."""
-        if self._since is None or self._recovery_logged:
-            return  # the happy path: two attribute reads
+        """A connection succeeded: the run of refusals ends; the first success of an episode
+        says the database lets us in."""
+        if self._streak == 0 and (self._since is None or self._recovery_logged):
+            return  # the happy path: three attribute reads
         with self._lock:
+            self._streak = 0
+            self._retry_at = 0.0
             if self._since is None or self._recovery_logged:
                 return
             self._recovery_logged = True

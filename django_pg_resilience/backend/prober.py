@@ -2,7 +2,10 @@
 
 While the circuit is open every caller is refused at once from the breaker's
 state; the probes that find the database again run here, in a daemon thread of
-their own, about once per ``breaker_open_interval``. So no request ever waits
+their own, about once per ``breaker_open_interval`` while callers are being
+refused, and once per ``breaker_idle_probe_interval`` (4 s) when none is: an
+idle process does not keep dialling a database that is away, and a worker that
+polls once a second makes at most one attempt a second. So no request ever waits
 for a probe: before, the one request that happened to carry it waited the whole
 connect timeout (2 s on a silent node) while every other got its 503 in a
 millisecond. The thread starts when the circuit opens and ends when it closes.
@@ -65,11 +68,13 @@ class BackgroundProber:
     def _run(self) -> None:
         breaker = self.breaker
         while not self._stopped.is_set():
-            wait = breaker.seconds_to_next_probe()
-            if wait is None:
+            plan = breaker.seconds_to_next_probe()
+            if plan is None:
                 return  # closed: the next opening starts a new thread
+            wait, sooner_on_demand = plan
             if wait > 0:
-                self._stopped.wait(wait)
+                # A caller refused meanwhile wants the database: that makes a probe due.
+                (breaker.demand if sooner_on_demand else self._stopped).wait(wait)
                 continue
             if breaker.try_probe():
                 self._probe_once()

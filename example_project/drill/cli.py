@@ -119,6 +119,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="put PgBouncer (transaction pooling) between the app and the endpoint, with "
         "PgBouncer's own failover settings (defaults) or docs/node-metrics.md's (recommended)",
     )
+    parser.add_argument(
+        "--conn-max-age",
+        type=int,
+        default=None,
+        metavar="S",
+        help="the shop's CONN_MAX_AGE: keep each thread's connection S seconds (the settings' "
+        "default is 0: a connection per request; docs/backend.md recommends 60)",
+    )
     parser.add_argument("--plot", type=Path, default=None, help="PNG of the timeline (matplotlib)")
     parser.add_argument(
         "--replica-delay",
@@ -262,6 +270,7 @@ def run(args: argparse.Namespace) -> int:
         "tls": args.tls,
         "jobs": args.jobs,
         "pgbouncer": args.pgbouncer,
+        "conn_max_age": args.conn_max_age,
     }
     stack = Stack(
         pgbouncer=args.pgbouncer,
@@ -271,6 +280,7 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         server_log=args.server_log,
         tls=args.tls,
+        conn_max_age=args.conn_max_age,
     )
     job_summary = None
     with (
@@ -360,6 +370,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(
             "--jobs runs idempotent Celery tasks of django-pg-resilience, not --engine stock"
         )
+    if args.conn_max_age is not None and args.conn_max_age < 0:
+        parser.error("--conn-max-age must be 0 or more")
     if args.concurrency < 2:
         parser.error("--concurrency must be at least 2 (readers and senders)")
     return args

@@ -65,6 +65,12 @@ class Stack:
     #: None: the app talks to the endpoint; "defaults" or "recommended": through a
     #: PgBouncer (transaction pooling) with PgBouncer's or our failover settings.
     pgbouncer: str | None = None
+    #: Django's CONN_MAX_AGE for the shop (None: the settings' default, 0).
+    conn_max_age: int | None = None
+    #: postgresql.conf settings of every node (``{"max_connections": "30"}``).
+    server_settings: dict[str, str] = field(default_factory=dict)
+    #: gunicorn's configuration file (a benchmark's adds hooks to the shop's).
+    gunicorn_config: Path = ROOT / "example_project" / "gunicorn.conf.py"
     cluster: LocalCluster | None = None
     bouncer: PgBouncer | None = None
     server: subprocess.Popen[bytes] | None = None
@@ -77,7 +83,11 @@ class Stack:
         # A durable acknowledgement needs a standby to flush the commit, also
         # after the failover: a second standby follows the promoted one, as a
         # managed database provisions a new standby.
-        self.cluster = LocalCluster(standbys=2 if self.durable_ack else 1, tls=self.tls).start()
+        self.cluster = LocalCluster(
+            standbys=2 if self.durable_ack else 1,
+            tls=self.tls,
+            server_settings=self.server_settings or None,
+        ).start()
         _ = self.cluster.endpoint  # the proxy, in front of the primary
         if self.pgbouncer is not None:
             settings = PGBOUNCER_RECOMMENDED if self.pgbouncer == "recommended" else {}
@@ -100,7 +110,10 @@ class Stack:
         tls = self.cluster.tls_params()
         # A managed database's URL carries its TLS options; libpq's PGSSL* variables
         # cover the other connections (the health probes of each node).
-        query = "?" + "&".join(f"{key}={value}" for key, value in tls.items()) if tls else ""
+        url_options = dict(tls)
+        if self.conn_max_age is not None:
+            url_options["conn_max_age"] = str(self.conn_max_age)  # django-environ's name
+        query = "?" + "&".join(f"{k}={v}" for k, v in url_options.items()) if url_options else ""
         return {
             **os.environ,
             **{f"PG{key.upper()}": value for key, value in tls.items()},
@@ -149,7 +162,7 @@ class Stack:
                 "-m",
                 "gunicorn",
                 "-c",
-                str(ROOT / "example_project" / "gunicorn.conf.py"),
+                str(self.gunicorn_config),
                 "--bind",
                 f"127.0.0.1:{self.port}",
                 "--workers",

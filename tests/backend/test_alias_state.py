@@ -29,7 +29,9 @@ def _dirty(state: AliasState) -> None:
     state.identity.observe(ServerIdentity("1", "00000001", "127.0.0.1", 5432))
     state.identity.observe(ServerIdentity("1", "00000002", "127.0.0.1", 5433))
     state.pool_drain_pending = True
-    state.busy.refused(OSError("sorry, too many clients already"), "127.0.0.1:5432")
+    state.busy.refused(
+        OSError("sorry, too many clients already"), "127.0.0.1:5432", state.settings.busy_policy
+    )
     state.use_probe(lambda timeout: None)
 
 
@@ -48,6 +50,7 @@ def test_a_reset_clears_everything_the_process_knows_of_an_alias() -> None:
     assert fresh.identity.epoch == 0 and not fresh.identity.has_baseline()
     assert fresh.pool_drain_pending is False
     assert fresh.busy.refusals == 0 and not fresh.busy.active
+    assert fresh.busy.seconds_to_retry() == 0.0
     assert fresh.prober is None
     assert fresh.connect_slots.in_use == 0 and fresh.connect_slots.peak == 0
     # Every part is the alias's own: the liveness monitor judges with this breaker and identity.

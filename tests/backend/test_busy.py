@@ -318,3 +318,30 @@ def test_connection_attempts_are_bounded_per_process(small: LocalCluster) -> Non
     assert results == [0] * 16
     assert slots.limit == 2
     assert slots.peak == 2  # at most the budget, and it was used
+
+
+def test_a_process_backs_off_as_one_and_a_success_lets_it_go() -> None:
+    """Each refusal holds back every caller of the process (not just the one refused), with a
+    backoff that grows with the refusals in a row; a success ends the run."""
+    from django_pg_resilience.backend.busy import BusyEpisode
+    from django_pg_resilience.backoff import RetryPolicy
+
+    episode = BusyEpisode("gate")
+    now = [1000.0]
+    episode._clock = lambda: now[0]
+    backoff = RetryPolicy(base=0.1, cap=1.0, random=lambda: 1.0)  # the longest draw
+    full = psycopg.OperationalError("FATAL:  sorry, too many clients already")
+    assert episode.seconds_to_retry() == 0.0
+    for expected in (0.1, 0.2, 0.4, 0.8, 1.0, 1.0):
+        episode.refused(full, "db:5432", backoff)
+        assert episode.seconds_to_retry() == pytest.approx(expected)
+        now[0] += expected
+    # A caller that found no attempt slot of its own did not ask the server: no push.
+    episode.refused(DatabaseBusy("no slot"), "db:5432", backoff, answered=False)
+    assert episode.seconds_to_retry() == 0.0
+    episode.refused(full, "db:5432", backoff)
+    assert episode.seconds_to_retry() == pytest.approx(1.0)
+    episode.connected()
+    assert episode.seconds_to_retry() == 0.0
+    episode.refused(full, "db:5432", backoff)
+    assert episode.seconds_to_retry() == pytest.approx(0.1)  # the run starts again

@@ -66,7 +66,9 @@ def test_requests_never_carry_the_open_circuits_probe(
 
 
 def test_the_prober_ends_when_the_circuit_closes() -> None:
-    breaker = CircuitBreaker("t", BreakerSettings(open_interval=0.05, max_interval=0.05))
+    breaker = CircuitBreaker(
+        "t", BreakerSettings(open_interval=0.05, max_interval=0.05, idle_interval=0.05)
+    )
     outcomes = iter([ConnectionRefusedError("down"), None])
 
     def probe(timeout: float) -> None:
@@ -114,3 +116,39 @@ def test_a_held_outage_slows_its_probes_after_the_fast_window() -> None:
     held = [gap for at, gap in gaps if at >= 1.0]
     assert young and all(gap < 0.05 for gap in young)  # fast while the outage is young
     assert held and all(gap >= 0.125 for gap in held)  # then at most 8 attempts a second
+
+
+def test_an_open_circuit_is_probed_for_callers_that_want_it_and_rarely_otherwise() -> None:
+    """An idle process does not keep dialling a database that is away; one whose callers
+    are refused probes at the open interval (a worker polling each second: at most one a
+    second)."""
+    now = [0.0]
+    breaker = CircuitBreaker(
+        "t",
+        BreakerSettings(open_interval=1.0, max_interval=1.0, idle_interval=10.0),
+        clock=lambda: now[0],
+        rand=lambda: 1.0,
+    )
+    breaker.background_probe = lambda: None  # a prober's breaker: callers never probe
+    policy = RetryPolicy(deadline=0.0, max_attempts=1, clock=lambda: now[0])
+    breaker.record_failure("direct", ConnectionRefusedError(), policy.start())
+    assert breaker.state == "open"
+
+    now[0] = 100.0
+    assert breaker.try_probe()  # nobody asked, but ten idle seconds have passed
+    breaker.record_failure(PROBE, ConnectionRefusedError(), None)
+    now[0] = 102.0
+    assert breaker.seconds_to_next_probe() == (8.0, True)  # idle: the next in 10 s, or sooner
+    assert not breaker.try_probe()
+
+    with pytest.raises(DatabaseUnavailable):
+        breaker.admit(policy.start())  # a caller refused: it wants the database
+    assert breaker.seconds_to_next_probe() == (0.0, False)
+    assert breaker.try_probe()
+    breaker.record_failure(PROBE, ConnectionRefusedError(), None)
+    now[0] = 102.5
+    with pytest.raises(DatabaseUnavailable):
+        breaker.admit(policy.start())
+    assert not breaker.try_probe()  # wanted, but the open interval has not passed
+    now[0] = 103.0
+    assert breaker.try_probe()
