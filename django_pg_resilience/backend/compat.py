@@ -61,7 +61,7 @@ __all__ = [
 
 #: The releases these facts were checked against (tests/test_compat.py, CI's matrix).
 VERIFIED: dict[str, tuple[str, ...]] = {
-    "Django": ("5.2.19", "6.1.3"),
+    "Django": ("5.2.19", "6.0.10", "6.1.3"),
     "psycopg": ("3.3.6", "3.3.9"),
     "psycopg_pool": ("3.3.3",),
 }
@@ -187,6 +187,8 @@ COPIED_BODIES: tuple[CopiedBody, ...] = (
         frozenset(
             {
                 "e5c2654fdf2d50900fec9db41948d0b026da988e24d0eba1b4b9a9d4aacb1b17",  # 5.2
+                # 6.0: 5.2's body with a comment's typo fixed ("it's" -> "its").
+                "8e4f4ff71f2c2ebcd41d217d5c5b971708e939a3555932d46babf785bd5857fc",
                 # 6.1: OPTIONS["pool"] may name its own ``check`` (the copy follows).
                 "4aca033570ecd5c4561ffca173975c890ceba05282cd7840c2a6db0ee69337ed",
             }
@@ -202,7 +204,7 @@ COPIED_BODIES: tuple[CopiedBody, ...] = (
 def connection_pools(wrapper: Any) -> dict[str, Any]:
     """Django's per-process pools of the postgresql backend, by alias (``_connection_pools``).
 
-    Checked against Django 5.2 and 6.1 (a class attribute since 5.1).
+    Checked against Django 5.2, 6.0 and 6.1 (a class attribute since 5.1).
     """
     pools: dict[str, Any] = wrapper._connection_pools
     return pools
@@ -211,7 +213,7 @@ def connection_pools(wrapper: Any) -> dict[str, Any]:
 def configure_connection(wrapper: Any, connection: Any) -> None:
     """Django's per-connection setup of a pooled connection (``_configure_connection``).
 
-    Checked against Django 5.2 and 6.1.
+    Checked against Django 5.2, 6.0 and 6.1.
     """
     wrapper._configure_connection(connection)
 
@@ -220,7 +222,7 @@ def open_cursor(wrapper: Any) -> Any:
     """A new cursor through the wrapper's whole ``_cursor()`` path (connecting if needed).
 
     The path a composed backend overrides to set state on each new connection
-    (django-tenants' ``search_path``). Checked against Django 5.2 and 6.1.
+    (django-tenants' ``search_path``). Checked against Django 5.2, 6.0 and 6.1.
     """
     return wrapper._cursor()
 
@@ -228,7 +230,7 @@ def open_cursor(wrapper: Any) -> Any:
 def request_read_started(request: Any) -> bool:
     """True once the request's body stream was read (``HttpRequest._read_started``).
 
-    Checked against Django 5.2 and 6.1.
+    Checked against Django 5.2, 6.0 and 6.1.
     """
     return bool(request._read_started)
 
@@ -236,7 +238,7 @@ def request_read_started(request: Any) -> bool:
 def body_already_read(request: Any) -> bool:
     """True once ``request.body`` holds the body (``HttpRequest._body`` is set).
 
-    Checked against Django 5.2 and 6.1.
+    Checked against Django 5.2, 6.0 and 6.1.
     """
     return hasattr(request, "_body")
 
@@ -244,7 +246,7 @@ def body_already_read(request: Any) -> bool:
 def keep_request_body(request: Any, body: bytes) -> None:
     """Store a body read by hand where ``request.body`` finds it (``_body``, ``_stream``).
 
-    What ``HttpRequest.body`` itself does after reading. Checked against Django 5.2 and 6.1.
+    What ``HttpRequest.body`` itself does after reading. Checked against Django 5.2, 6.0 and 6.1.
     """
     import io
 
@@ -264,7 +266,7 @@ def mark_response_logged(response: Any) -> None:
 def forget_thread_connection(alias: str) -> None:
     """Drop this thread's DatabaseWrapper of ``alias`` (``connections._connections``).
 
-    Checked against Django 5.2 and 6.1 (an asgiref Local since 3.0).
+    Checked against Django 5.2, 6.0 and 6.1 (an asgiref Local since 3.0).
     """
     delattr(connections._connections, alias)  # type: ignore[attr-defined]
 
@@ -273,6 +275,6 @@ def exempt_from_atomic_requests(view: Any, aliases: Any) -> None:
     """What ``transaction.non_atomic_requests`` sets, for a collection of aliases at once.
 
     Django reads ``view._non_atomic_requests`` (a set of aliases) in
-    ``BaseHandler.make_view_atomic``. Checked against Django 5.2 and 6.1.
+    ``BaseHandler.make_view_atomic``. Checked against Django 5.2, 6.0 and 6.1.
     """
     view._non_atomic_requests = aliases
