@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 import django_pg_resilience
 
@@ -22,7 +23,9 @@ def test_one_version_and_its_changelog_section() -> None:
     assert version == django_pg_resilience.__version__
     assert re.fullmatch(r"\d+\.\d+\.\d+", str(version)), "a release version, not a dev one"
     changelog = (ROOT / "CHANGELOG.md").read_text()
-    assert re.search(rf"^## {re.escape(str(version))} \(\d{{4}}-\d{{2}}-\d{{2}}\)$", changelog, re.M)
+    assert re.search(
+        rf"^## {re.escape(str(version))} \(\d{{4}}-\d{{2}}-\d{{2}}\)$", changelog, re.M
+    )
 
 
 def test_the_licence_is_an_spdx_expression_and_no_dependency_is_listed_twice() -> None:
