@@ -9,6 +9,7 @@ from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
 from django_pg_resilience.models import WebhookEvent
+from django_pg_resilience.records_admin import ReplayOnlyAdmin
 from django_pg_resilience.webhooks.processing import (
     describe_error,
     load_view,
@@ -16,14 +17,9 @@ from django_pg_resilience.webhooks.processing import (
     view_secrets,
 )
 
-#: Running handlers is a change, not a view: staff need this permission (or
-#: the change permission) for the replay action.
-REPLAY_PERMISSION = f"{WebhookEvent._meta.app_label}.replay_webhookevent"
-CHANGE_PERMISSION = f"{WebhookEvent._meta.app_label}.change_webhookevent"
-
 
 @admin.register(WebhookEvent)
-class WebhookEventAdmin(admin.ModelAdmin):
+class WebhookEventAdmin(ReplayOnlyAdmin):
     list_display = ["source", "key", "topic", "account", "status", "attempts", "received_at"]
     list_filter = ["status", "source", "topic", "body_replayed"]
     search_fields = ["=key", "=event_id", "account"]
@@ -35,17 +31,7 @@ class WebhookEventAdmin(admin.ModelAdmin):
         field.name for field in WebhookEvent._meta.concrete_fields if not field.primary_key
     ]
     actions = ["replay_failed"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_replay_permission(self, request: HttpRequest) -> bool:
-        """The replay action runs handlers: view-only staff may not."""
-        user = request.user
-        return user.has_perm(REPLAY_PERMISSION) or user.has_perm(CHANGE_PERMISSION)
+    replay_permission = "replay_webhookevent"
 
     @admin.action(description=_("Replay selected failed events now"), permissions=["replay"])
     def replay_failed(self, request: HttpRequest, queryset: QuerySet[WebhookEvent]) -> None:

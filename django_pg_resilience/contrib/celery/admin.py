@@ -9,14 +9,11 @@ from django.utils.translation import gettext_lazy as _
 
 from django_pg_resilience.contrib.celery.models import ParkedJob
 from django_pg_resilience.contrib.celery.parking import replay
-
-#: Replaying sends tasks: staff need this permission (or the change permission).
-REPLAY_PERMISSION = f"{ParkedJob._meta.app_label}.replay_parkedjob"
-CHANGE_PERMISSION = f"{ParkedJob._meta.app_label}.change_parkedjob"
+from django_pg_resilience.records_admin import ReplayOnlyAdmin
 
 
 @admin.register(ParkedJob)
-class ParkedJobAdmin(admin.ModelAdmin):
+class ParkedJobAdmin(ReplayOnlyAdmin):
     list_display = ["task", "task_id", "first_failure", "parked_at", "replayed_at"]
     list_filter = ["task", ("replayed_at", admin.EmptyFieldListFilter)]
     search_fields = ["=task_id", "=key", "task"]
@@ -25,17 +22,7 @@ class ParkedJobAdmin(admin.ModelAdmin):
     # replay action is the one way to act on it.
     readonly_fields = [field.name for field in ParkedJob._meta.concrete_fields]
     actions = ["replay_selected"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_replay_permission(self, request: HttpRequest) -> bool:
-        """The replay action sends tasks: view-only staff may not."""
-        user = request.user
-        return user.has_perm(REPLAY_PERMISSION) or user.has_perm(CHANGE_PERMISSION)
+    replay_permission = "replay_parkedjob"
 
     @admin.action(description=_("Replay selected parked jobs now"), permissions=["replay"])
     def replay_selected(self, request: HttpRequest, queryset: QuerySet[ParkedJob]) -> None:
