@@ -208,3 +208,21 @@ def test_an_open_circuit_probes_about_once_a_second_however_long_the_outage() ->
     assert breaker.state == "open"
     breaker.record_failure("probe", ConnectionRefusedError(), policy.start())
     assert 0.75 <= breaker.retry_after() <= 1.0
+
+
+def test_a_caller_that_gives_up_is_not_told_of_a_next_attempt(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A replica alias probes with max_attempts 1: its log line must not promise another try."""
+    breaker = CircuitBreaker("replica")
+    db = FakeDatabase()
+    policy = RetryPolicy(deadline=5.0, max_attempts=1)
+    with (
+        caplog.at_level(logging.WARNING, "django_pg_resilience"),
+        pytest.raises(DatabaseUnavailable),
+    ):
+        breaker.call(db.connect, policy.start(), is_retryable=retryable)
+    lines = [r.getMessage() for r in caplog.records if "Connection attempt" in r.getMessage()]
+    assert len(lines) == 1 and db.attempts == 1
+    assert "no attempt left for this caller" in lines[0]
+    assert "next attempt in" not in lines[0]
