@@ -11,6 +11,7 @@
     state.busy              # "too many clients" episodes
     state.prober            # the open circuit's background prober (once the backend connected)
     state.pool_drain_pending
+    state.replica_monitor   # the read-replica router's measurements (of a primary alias)
 
 A newcomer looks here first: the rest of the package holds no per-alias state
 of its own. :func:`reset` forgets it all (tests, ``setting_changed``); a forked
@@ -22,7 +23,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from django.core.signals import setting_changed
 
@@ -35,6 +36,10 @@ from django_pg_resilience.backend.slots import ConnectSlots
 from django_pg_resilience.breaker import CircuitBreaker
 
 __all__ = ["AliasState", "alias_state", "reset"]
+
+
+class Closable(Protocol):
+    def close(self) -> None: ...
 
 
 class AliasState:
@@ -53,6 +58,9 @@ class AliasState:
         #: A failover was detected on a connection the pool opened: the pool is
         #: drained at its next checkout, outside the pool's own worker thread.
         self.pool_drain_pending = False
+        #: The read-replica router's measurements of the replicas of this (primary) alias
+        #: (a ``routers.monitor.ReplicaMonitor``, made by the router on first use).
+        self.replica_monitor: Closable | None = None
 
     def use_probe(self, probe: Probe) -> None:
         """Probe an open circuit with ``probe`` in the background (the backend's connect params)."""
@@ -66,9 +74,11 @@ class AliasState:
             prober.probe = probe  # the newest parameters (a password rotated, say)
 
     def close(self) -> None:
-        """Stop what runs on the alias's behalf (the prober's thread)."""
+        """Stop what runs on the alias's behalf (the prober's thread, the replica monitor)."""
         if self.prober is not None:
             self.prober.stop()
+        if self.replica_monitor is not None:
+            self.replica_monitor.close()
 
 
 _states: dict[str, AliasState] = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -13,6 +13,7 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 from django_pg_resilience import conf
+from django_pg_resilience.backend.alias import alias_state
 from django_pg_resilience.routers.monitor import ReplicaMonitor
 
 __all__ = ["READ_YOUR_WRITES_MODES", "RouterConfig", "replica_monitor", "router_config"]
@@ -87,40 +88,48 @@ def router_config() -> RouterConfig:
     )
 
 
-_monitor: ReplicaMonitor | None = None
 _monitor_lock = threading.Lock()
 
 
 def replica_monitor() -> ReplicaMonitor:
-    """This process's monitor of the configured replicas (made on first use)."""
-    global _monitor
-    monitor = _monitor
+    """This process's monitor of the configured replicas (made on first use).
+
+    It is routing state of the primary alias, so it lives in the primary's
+    :class:`~django_pg_resilience.backend.alias.AliasState`, and goes with it on a reset.
+    """
+    config = router_config()
+    state = alias_state(config.primary)
+    monitor = state.replica_monitor
     if monitor is None:
         with _monitor_lock:
-            if _monitor is None:
-                config = router_config()
+            monitor = state.replica_monitor
+            if monitor is None:
                 app = conf.app_settings()
-                _monitor = ReplicaMonitor(
+                monitor = state.replica_monitor = ReplicaMonitor(
                     config.primary,
                     config.replicas,
                     interval=app.REPLICA_CHECK_INTERVAL,
                     timeout=app.REPLICA_CHECK_TIMEOUT,
                 )
-            monitor = _monitor
-    return monitor
+    return cast(ReplicaMonitor, monitor)
 
 
 def reset_replica_monitor() -> None:
     """Forget the monitor and its measurements (settings changed; tests)."""
-    global _monitor
-    with _monitor_lock:
-        monitor, _monitor = _monitor, None
+    try:
+        primary = router_config().primary
+    except ImproperlyConfigured:
+        primary = None
     router_config.cache_clear()
-    if monitor is not None:
-        monitor.close()
+    if primary is not None:
+        state = alias_state(primary)
+        monitor, state.replica_monitor = state.replica_monitor, None
+        if monitor is not None:
+            monitor.close()
 
 
 @receiver(setting_changed)
 def _settings_changed(*, setting: str, **kwargs: Any) -> None:
     if setting in ("PG_RESILIENCE", "DATABASES"):
-        reset_replica_monitor()
+        # The monitor goes with the primary's AliasState, which resets itself.
+        router_config.cache_clear()

@@ -35,9 +35,17 @@ def _dirty(state: AliasState) -> None:
     state.use_probe(lambda timeout: None)
 
 
+class _Monitor:
+    closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
 def test_a_reset_clears_everything_the_process_knows_of_an_alias() -> None:
     state = alias_state("default")
     _dirty(state)
+    monitor = state.replica_monitor = _Monitor()
     assert state.breaker.outage_since is not None
     assert state.identity.epoch == 1 and state.identity.has_baseline()
     assert state.busy.refusals == 1
@@ -49,6 +57,7 @@ def test_a_reset_clears_everything_the_process_knows_of_an_alias() -> None:
     assert fresh.breaker.state == "closed" and fresh.breaker.outage_since is None
     assert fresh.identity.epoch == 0 and not fresh.identity.has_baseline()
     assert fresh.pool_drain_pending is False
+    assert fresh.replica_monitor is None and monitor.closed  # the router's measurements too
     assert fresh.busy.refusals == 0 and not fresh.busy.active
     assert fresh.busy.seconds_to_retry() == 0.0
     assert fresh.prober is None
