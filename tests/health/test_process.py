@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from django_pg_resilience.testing import LocalCluster
@@ -87,6 +88,7 @@ def test_unreachable_process_exits_2_and_bad_config_exits_3(tmp_path: Path) -> N
 
 def test_watch_refreshes_until_ctrl_c(pg_cluster: LocalCluster) -> None:
     env = health_env(pg_cluster, replica=node_entry(pg_cluster.standbys[0]))
+    env["PYTHONFAULTHANDLER"] = "1"  # SIGABRT dumps every thread's stack: a hang explains itself
     process = subprocess.Popen(
         health_command("--watch", "0.2", "--format", "nagios"),
         env=env,
@@ -99,7 +101,12 @@ def test_watch_refreshes_until_ctrl_c(pg_cluster: LocalCluster) -> None:
         assert process.stdout is not None
         lines = [process.stdout.readline() for _ in range(2)]  # two rounds, then Ctrl-C
         process.send_signal(signal.SIGINT)
-        _, err = process.communicate(timeout=30)
+        try:
+            out, err = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGABRT)
+            out, err = process.communicate(timeout=10)
+            pytest.fail(f"still running 30 s after Ctrl-C; stdout ends {out[-300:]!r}; {err}")
     finally:
         if process.poll() is None:
             process.kill()

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
+import signal
 import threading
+import time
 
 import pytest
 from django.core.management import call_command
@@ -100,6 +103,34 @@ def test_management_command_once(client: Client) -> None:
     call_command("process_webhooks", "--once", verbosity=0)
     assert WebhookEvent.objects.get().status == Status.SUCCEEDED
     assert calls.keys == ["cmd-1"]
+
+
+def test_the_loop_ends_on_ctrl_c_and_gives_the_callers_signal_handlers_back(
+    client: Client,
+) -> None:
+    queue(client, "loop-1")
+    seen: list[int] = []
+
+    def callers_handler(signum: int, frame: object) -> None:
+        seen.append(signum)
+
+    def ctrl_c_once_processed() -> None:
+        deadline = time.monotonic() + 30
+        while calls.keys != ["loop-1"] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    before = {s: signal.signal(s, callers_handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        threading.Thread(target=ctrl_c_once_processed, daemon=True).start()
+        call_command("process_webhooks", "--interval", "0.05", verbosity=0)  # returns on Ctrl-C
+        assert signal.getsignal(signal.SIGINT) is callers_handler
+        assert signal.getsignal(signal.SIGTERM) is callers_handler
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
+    assert calls.keys == ["loop-1"]
+    assert seen == []  # the worker's handler took the Ctrl-C, not the caller's
 
 
 def test_backoff_doubles_and_is_capped() -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
@@ -20,6 +22,25 @@ from django_pg_resilience.webhooks.worker import (
     outage_wait,
     process_due,
 )
+
+
+@contextlib.contextmanager
+def _stopped_by_signals(stop: threading.Event, *, enabled: bool) -> Iterator[None]:
+    """SIGTERM and Ctrl-C end the loop after the current pass; the caller's handlers come back
+    after it (``call_command`` from a program that has its own)."""
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {
+        signum: signal.signal(signum, lambda *_: stop.set())
+        for signum in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            # None: a handler not installed from Python, which cannot be put back.
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
 
 
 class Command(BaseCommand):
@@ -46,13 +67,14 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        stop = threading.Event()
+        with _stopped_by_signals(stop, enabled=not options["once"]):
+            self._loop(stop, options)
+
+    def _loop(self, stop: threading.Event, options: dict[str, Any]) -> None:
         using = options["database"] or router.db_for_write(WebhookEvent) or DEFAULT_DB_ALIAS
         settings = conf.app_settings()
         max_attempts = options["max_attempts"] or settings.WEBHOOK_MAX_ATTEMPTS
-        stop = threading.Event()
-        if not options["once"] and threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(signum, lambda *_: stop.set())
         #: Attempts an outage interrupted while the database was away: pk -> attempt.
         interrupted: dict[int, int] = {}
         outage_began: float | None = None
