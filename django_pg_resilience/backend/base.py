@@ -416,6 +416,10 @@ class ResilientDatabaseWrapperMixin:
         the atomic block rolls back and nothing of it survives. ``read_only``
         (25006): the node was demoted, so every pooled connection goes too.
         """
+        if self._lost_at is None:
+            # Before the connection goes: whoever sees it gone may rely on this
+            # instant (the identity read that ends the outage is compared with it).
+            self._lost_at = time.monotonic()
         raw = self.connection
         if raw is not None:
             self._drop(raw)
@@ -428,8 +432,6 @@ class ResilientDatabaseWrapperMixin:
         self.session_state = None
         for hooks in self.connection_hooks:
             hooks.session_lost(self)
-        if self._lost_at is None:
-            self._lost_at = time.monotonic()
         if read_only:
             self._discard_pooled_connections()
 

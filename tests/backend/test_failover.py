@@ -192,8 +192,12 @@ def test_threads_held_through_an_outage_read_the_new_identity_once(
 ) -> None:
     """The probe that ends the outage reads the server identity; the waiters it
     releases reconnect without reading it again (one round trip each less for
-    the new primary) and the failover is reported once."""
+    the new primary) and the failover is reported once. One reader is held in
+    its session_lost hook until the new identity has been read: its loss still
+    dates from before that read (a thread descheduled there once made a second
+    read in CI)."""
     from django_pg_resilience.backend import base, identity
+    from django_pg_resilience.backend.hooks import ConnectionHooks
 
     reads: list[int] = []
     read_identity = identity.read_identity
@@ -201,6 +205,24 @@ def test_threads_held_through_an_outage_read_the_new_identity_once(
     def counted_read_identity(connection: object) -> object:
         reads.append(threading.get_ident())
         return read_identity(connection)  # type: ignore[arg-type]
+
+    held: list[int] = []
+
+    class HoldOneReaderUntilTheIdentityIsRead(ConnectionHooks):
+        def session_lost(self, wrapper: Any) -> None:
+            with lock:
+                if not go.is_set() or held:
+                    return
+                held.append(threading.get_ident())
+            deadline = time.monotonic() + 20
+            while not reads and time.monotonic() < deadline:
+                time.sleep(0.005)
+
+    monkeypatch.setattr(
+        base.DatabaseWrapper,
+        "connection_hooks",
+        (*base.DatabaseWrapper.connection_hooks, HoldOneReaderUntilTheIdentityIsRead()),
+    )
 
     failovers: list[object] = []
 
@@ -257,6 +279,7 @@ def test_threads_held_through_an_outage_read_the_new_identity_once(
     finally:
         signals.failover_detected.disconnect(on_failover)
     assert results == [1] * threads
+    assert held and held[0] not in reads
     assert len(reads) == 1
     assert len(failovers) == 1
 
