@@ -115,6 +115,42 @@ def test_watch_refreshes_until_ctrl_c(pg_cluster: LocalCluster) -> None:
     assert "Traceback" not in err
 
 
+def test_watch_ends_at_a_second_ctrl_c_in_the_middle_of_a_round(pg_cluster: LocalCluster) -> None:
+    """The first Ctrl-C lets the round in progress finish (up to --timeout); a second one ends
+    it at once, still without a traceback. No round finished: the status is UNKNOWN (3)."""
+    from django_pg_resilience.testing import EndpointProxy
+
+    with EndpointProxy(pg_cluster.standbys[0]) as proxy:
+        proxy.blackhole()
+        env = health_env(pg_cluster, hole=node_entry(proxy))
+        process = subprocess.Popen(
+            health_command("--watch", "0.2", "--timeout", "60", "--format", "nagios"),
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while proxy.open_connections == 0 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert proxy.open_connections, "the round never reached the blackholed node"
+            deadline = time.monotonic() + 30  # half the round's own timeout
+            while process.poll() is None and time.monotonic() < deadline:
+                process.send_signal(signal.SIGINT)
+                time.sleep(0.2)  # the repeat, not a wait for anything
+            assert process.poll() is not None, "still in the round after repeated Ctrl-C"
+            out, err = process.communicate(timeout=10)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate(timeout=10)
+    assert process.returncode == 3
+    assert "Traceback" not in err
+    assert "PG_RESILIENCE" not in out  # no round was reported
+
+
 def test_bounded_run_time_with_a_blackholed_node(pg_cluster: LocalCluster) -> None:
     from django_pg_resilience.testing import EndpointProxy
 

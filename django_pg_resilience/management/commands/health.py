@@ -11,7 +11,6 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from django_pg_resilience.conf import app_settings
 from django_pg_resilience.health import FORMATS, Status, Thresholds, render, run_checks
+from django_pg_resilience.management.stopping import stopped_by_signals
 
 _CLEAR_SCREEN = "\033[H\033[2J"
 
@@ -160,16 +160,19 @@ class Command(BaseCommand):
         if options["digitalocean"] is False and options["do_cluster"]:
             options["digitalocean"] = True
         status = Status.UNKNOWN
+        # --watch ends on Ctrl-C (or SIGTERM) after the round in progress, a second one at
+        # once: either way with the last round's status, and no traceback.
         try:
-            while True:
-                status = self._round(thresholds, options)
-                if not options["watch"]:
-                    break
-                time.sleep(options["watch"])
+            with stopped_by_signals(enabled=bool(options["watch"])) as stop:
+                while True:
+                    status = self._round(thresholds, options)
+                    if not options["watch"] or stop.wait(options["watch"]):
+                        break
         except KeyboardInterrupt:
             if not options["watch"]:
                 raise
-            self.stdout.write("")  # Ctrl-C is how --watch ends: no traceback
+        if options["watch"]:
+            self.stdout.write("")  # after the ^C the terminal echoed
         if status is not Status.OK:
             sys.exit(int(status))
 

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import signal
-import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
@@ -14,6 +10,7 @@ from django.db import DEFAULT_DB_ALIAS, close_old_connections, router
 
 from django_pg_resilience import conf
 from django_pg_resilience.errors import is_availability_error
+from django_pg_resilience.management.stopping import StopRequest, stopped_by_signals
 from django_pg_resilience.models import WebhookEvent
 from django_pg_resilience.webhooks.worker import (
     OUTAGE_WAIT,
@@ -22,25 +19,6 @@ from django_pg_resilience.webhooks.worker import (
     outage_wait,
     process_due,
 )
-
-
-@contextlib.contextmanager
-def _stopped_by_signals(stop: threading.Event, *, enabled: bool) -> Iterator[None]:
-    """SIGTERM and Ctrl-C end the loop after the current pass; the caller's handlers come back
-    after it (``call_command`` from a program that has its own)."""
-    if not enabled or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {
-        signum: signal.signal(signum, lambda *_: stop.set())
-        for signum in (signal.SIGTERM, signal.SIGINT)
-    }
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            # None: a handler not installed from Python, which cannot be put back.
-            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
 
 
 class Command(BaseCommand):
@@ -67,11 +45,10 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        stop = threading.Event()
-        with _stopped_by_signals(stop, enabled=not options["once"]):
+        with stopped_by_signals(enabled=not options["once"]) as stop:
             self._loop(stop, options)
 
-    def _loop(self, stop: threading.Event, options: dict[str, Any]) -> None:
+    def _loop(self, stop: StopRequest, options: dict[str, Any]) -> None:
         using = options["database"] or router.db_for_write(WebhookEvent) or DEFAULT_DB_ALIAS
         settings = conf.app_settings()
         max_attempts = options["max_attempts"] or settings.WEBHOOK_MAX_ATTEMPTS

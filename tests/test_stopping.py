@@ -1,0 +1,120 @@
+"""Long-running commands stop on SIGTERM / Ctrl-C without a lock in the signal handler."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+
+from django_pg_resilience.management.stopping import stopped_by_signals
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Waits in a tight loop, so that most signals land while the main thread is inside the stop's
+# wait. A handler that takes a lock the main thread may hold there (threading.Event.set: its
+# lock is not reentrant) hangs this within a few hundred signals.
+_WAITER = textwrap.dedent(
+    """
+    import signal
+    from django_pg_resilience.management.stopping import stopped_by_signals
+
+    signal.signal(signal.SIGINT, lambda *_: None)  # the caller's: takes the second signal
+    print("ready", flush=True)
+    for stopped in range(ROUNDS):
+        with stopped_by_signals() as stop:
+            while not stop.wait(0.00001):
+                pass
+        print(stopped, flush=True)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # exiting: Python puts SIG_DFL back for its own
+    print("done", flush=True)
+    """
+)
+
+
+def test_a_signal_landing_while_the_loop_waits_never_hangs_it() -> None:
+    rounds = 3000
+    child = subprocess.Popen(
+        [sys.executable, "-c", _WAITER.replace("ROUNDS", str(rounds))],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONFAULTHANDLER": "1"},
+    )
+    assert child.stdout is not None
+    stopped: list[str] = []
+    ready = threading.Event()
+
+    def read() -> None:
+        assert child.stdout is not None
+        for line in child.stdout:
+            stopped.append(line.strip())
+            ready.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert ready.wait(30), "the child never started"
+        progress, progressed_at = len(stopped), time.monotonic()
+        while stopped[-1] != "done" and child.poll() is None:
+            if len(stopped) != progress:
+                progress, progressed_at = len(stopped), time.monotonic()
+            elif time.monotonic() - progressed_at > 10:
+                break  # no stop in 10 s while signals keep coming: hung
+            child.send_signal(signal.SIGINT)
+            time.sleep(0.0005)  # a signal every half millisecond: the load, not a wait
+        assert stopped[-1] == "done", f"hung after {len(stopped) - 1} of {rounds} stops"
+        child.wait(30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(10)
+    reader.join(10)
+    assert child.returncode == 0
+    assert stopped[-2:] == [str(rounds - 1), "done"]
+
+
+def test_the_first_signal_stops_and_gives_the_callers_handlers_back() -> None:
+    caught: list[int] = []
+
+    def callers_handler(signum: int, frame: FrameType | None) -> None:
+        caught.append(signum)
+
+    before = {s: signal.signal(s, callers_handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with stopped_by_signals() as stop:
+            assert not stop.wait(0.01)
+            os.kill(os.getpid(), signal.SIGTERM)  # handled in this (main) thread
+            assert stop.wait(30)
+            assert caught == []  # the command's handler took the first one
+            assert signal.getsignal(signal.SIGINT) is callers_handler
+            os.kill(os.getpid(), signal.SIGINT)  # the second is the caller's
+            deadline = time.monotonic() + 30
+            while not caught and time.monotonic() < deadline:
+                time.sleep(0.001)
+            assert caught == [signal.SIGINT]
+        assert signal.getsignal(signal.SIGTERM) is callers_handler
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
+
+
+def test_outside_the_main_thread_no_handler_is_installed() -> None:
+    seen: list[object] = []
+
+    def in_a_thread() -> None:
+        with stopped_by_signals() as stop:
+            seen.append(signal.getsignal(signal.SIGINT))
+            stop.set()
+            seen.append(stop.wait(0))
+
+    installed = signal.getsignal(signal.SIGINT)
+    thread = threading.Thread(target=in_a_thread)
+    thread.start()
+    thread.join(30)
+    assert seen == [installed, True]
