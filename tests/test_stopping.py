@@ -79,7 +79,8 @@ def test_a_signal_landing_while_the_loop_waits_never_hangs_it() -> None:
     assert stopped[-2:] == [str(rounds - 1), "done"]
 
 
-def test_the_first_signal_stops_and_gives_the_callers_handlers_back() -> None:
+def test_a_second_signal_is_ours_too_unless_ctrl_c_twice_is_asked_for() -> None:
+    """process_webhooks: a second Ctrl-C still waits for the event in hand."""
     caught: list[int] = []
 
     def callers_handler(signum: int, frame: FrameType | None) -> None:
@@ -88,6 +89,30 @@ def test_the_first_signal_stops_and_gives_the_callers_handlers_back() -> None:
     before = {s: signal.signal(s, callers_handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         with stopped_by_signals() as stop:
+            os.kill(os.getpid(), signal.SIGINT)
+            assert stop.wait(30)
+            assert signal.getsignal(signal.SIGINT) is not callers_handler
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGTERM)
+            assert stop.wait(30)
+        assert caught == []
+        assert signal.getsignal(signal.SIGINT) is callers_handler
+        assert signal.getsignal(signal.SIGTERM) is callers_handler
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
+
+
+def test_with_ctrl_c_twice_the_second_ctrl_c_is_the_callers() -> None:
+    """health --watch: the first signal stops after the round, a second Ctrl-C at once."""
+    caught: list[int] = []
+
+    def callers_handler(signum: int, frame: FrameType | None) -> None:
+        caught.append(signum)
+
+    before = {s: signal.signal(s, callers_handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with stopped_by_signals(ctrl_c_twice=True) as stop:
             assert not stop.wait(0.01)
             os.kill(os.getpid(), signal.SIGTERM)  # handled in this (main) thread
             assert stop.wait(30)

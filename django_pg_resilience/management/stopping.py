@@ -5,10 +5,13 @@ inside ``threading.Event.wait()`` holding the event's lock, which is not reentra
 that calls ``Event.set()`` there waits for itself forever. So the handler here takes no lock:
 it sets a flag and writes a byte to a socket that the loop's wait selects on.
 
-The first SIGTERM or Ctrl-C asks the loop to end after what it is doing; the handlers the
-command found are put back then, so a second one is the caller's (Ctrl-C: KeyboardInterrupt,
-at once). They are put back when the loop ends, too: ``call_command`` from a program with
-handlers of its own leaves them as they were.
+SIGTERM or Ctrl-C asks the loop to end after what it is doing. With ``ctrl_c_twice=True``
+the Ctrl-C handler the command found is put back at the first signal, so a second Ctrl-C is
+the caller's (KeyboardInterrupt, at once): right for ``health --watch``, which has nothing to
+lose, wrong for ``process_webhooks``, where an interrupted handler spends one of the event's
+attempts (and a process manager often sends SIGTERM right after the terminal's SIGINT). Every
+handler is put back when the loop ends: ``call_command`` from a program with handlers of its
+own leaves them as they were.
 """
 
 from __future__ import annotations
@@ -59,8 +62,12 @@ class StopRequest:
 
 
 @contextlib.contextmanager
-def stopped_by_signals(*, enabled: bool = True) -> Iterator[StopRequest]:
+def stopped_by_signals(
+    *, enabled: bool = True, ctrl_c_twice: bool = False
+) -> Iterator[StopRequest]:
     """A :class:`StopRequest` that SIGTERM and Ctrl-C set while the block runs.
+
+    ``ctrl_c_twice``: after the first signal, Ctrl-C is the caller's again.
 
     Disabled, or outside the main thread (where handlers cannot be installed), nothing
     sets it but the caller.
@@ -74,19 +81,23 @@ def stopped_by_signals(*, enabled: bool = True) -> Iterator[StopRequest]:
         return
     previous: dict[int, Any] = {}
 
-    def give_back() -> None:
-        for signum, handler in previous.items():
+    def give_back(*signums: int) -> None:
+        for signum in signums:
+            if signum not in previous:  # a signal while the handlers were being installed
+                continue
+            handler = previous[signum]
             # None: a handler not installed from Python, which cannot be put back.
             signal.signal(signum, signal.SIG_DFL if handler is None else handler)
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
         stop.set()
-        give_back()  # the next signal is the caller's: a second Ctrl-C interrupts at once
+        if ctrl_c_twice:
+            give_back(signal.SIGINT)
 
     for signum in _SIGNALS:
         previous[signum] = signal.signal(signum, request_stop)
     try:
         yield stop
     finally:
-        give_back()
+        give_back(*previous)
         stop.close()

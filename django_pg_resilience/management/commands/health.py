@@ -163,7 +163,7 @@ class Command(BaseCommand):
         # --watch ends on Ctrl-C (or SIGTERM) after the round in progress, a second one at
         # once: either way with the last round's status, and no traceback.
         try:
-            with stopped_by_signals(enabled=bool(options["watch"])) as stop:
+            with stopped_by_signals(enabled=bool(options["watch"]), ctrl_c_twice=True) as stop:
                 while True:
                     status = self._round(thresholds, options)
                     if not options["watch"] or stop.wait(options["watch"]):
