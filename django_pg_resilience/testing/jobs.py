@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import IO
 
 from django_pg_resilience.testing.cluster import free_port
+from django_pg_resilience.testing.reaper import Reaper
 
 __all__ = ["CeleryWorker", "RedisNotFound", "RedisServer", "redis_binary"]
 
@@ -60,6 +61,7 @@ class RedisServer:
         self.port = 0
         self._process: subprocess.Popen[bytes] | None = None
         self._dir: tempfile.TemporaryDirectory[str] | None = None
+        self._reaper: Reaper | None = None
 
     @property
     def url(self) -> str:
@@ -86,6 +88,7 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+        self._reaper = Reaper(self._process.pid, paths=(Path(self._dir.name),))
         try:
             _wait_for(self._answers, timeout, "redis-server did not answer")
         except BaseException:
@@ -106,6 +109,10 @@ class RedisServer:
         return False
 
     def close(self) -> None:
+        # Dismissed first: a watcher must never signal a pid that a stopped server freed.
+        reaper, self._reaper = self._reaper, None
+        if reaper is not None:
+            reaper.dismiss()
         process, self._process = self._process, None
         if process is not None and process.poll() is None:
             process.terminate()
@@ -138,6 +145,7 @@ class CeleryWorker:
         self.cwd = cwd
         self.process: subprocess.Popen[bytes] | None = None
         self._output: IO[bytes] | None = None
+        self._reaper: Reaper | None = None
 
     def __enter__(self) -> CeleryWorker:
         return self.start()
@@ -161,6 +169,7 @@ class CeleryWorker:
             # Its own group: stopping it stops the pool processes too.
             start_new_session=True,
         )
+        self._reaper = Reaper(self.process.pid, group=True)
         return self
 
     def children(self) -> list[int]:
@@ -185,6 +194,9 @@ class CeleryWorker:
 
     def close(self, timeout: float = 20.0) -> None:
         """A warm shutdown (the running tasks finish), then SIGKILL to the group."""
+        reaper, self._reaper = self._reaper, None
+        if reaper is not None:
+            reaper.dismiss()
         process, self.process = self.process, None
         if process is not None and process.poll() is None:
             process.send_signal(signal.SIGTERM)

@@ -34,6 +34,7 @@ from django_pg_resilience.testing.cluster import (
     _chown_to_postgres,
     free_port,
 )
+from django_pg_resilience.testing.reaper import Reaper
 
 __all__ = ["FAILOVER_SETTINGS", "PgBouncer", "find_pgbouncer"]
 
@@ -103,6 +104,7 @@ class PgBouncer:
         self.port = 0
         self._process: subprocess.Popen[bytes] | None = None
         self._dir: Path | None = None
+        self._reaper: Reaper | None = None
 
     def __enter__(self) -> PgBouncer:
         return self.start()
@@ -156,6 +158,7 @@ class PgBouncer:
                 stderr=stderr,
                 cwd="/",
             )
+        self._reaper = Reaper(self._process.pid, paths=(self._dir,))
         self._wait_ready(timeout)
         return self
 
@@ -179,6 +182,10 @@ class PgBouncer:
 
     def close(self) -> None:
         """Stop PgBouncer and remove its directory. Idempotent."""
+        # Dismissed first: a watcher must never signal a pid that a stopped server freed.
+        reaper, self._reaper = self._reaper, None
+        if reaper is not None:
+            reaper.dismiss()
         if self._process is not None and self._process.poll() is None:
             self._process.terminate()
             try:
