@@ -351,43 +351,65 @@ class CircuitBreaker:
         for an attempt on no caller's behalf) brings the caller's deadline and
         backoff, and dates the outage from when the caller began to connect.
         """
-        settings = self.settings
         events: list[_Event] = []
-        policy = budget.policy if budget is not None else None
         with self._cond:
             now = self._clock()
-            if self.outage_since is None:
-                # The outage began no later than the attempt that found it; when that
-                # was the caller's first attempt, no later than the caller's operation
-                # (its budget), so a caller that spends its whole deadline in the
-                # outage opens the circuit when it gives up.
-                began = attempt_started if attempt_started is not None else now
-                if budget is not None and budget.failures <= 1:
-                    began = min(began, budget.recovering_since or began)
-                self.outage_since = began
-            self._failures += 1
-            if role == PROBE:
-                self._probing = False
-                self._probes += 1
-            if self._open:
-                self._open_probes += 1
-                delay = self._open_interval()
-                self._next_probe_at = now + delay
-            else:
-                delay = policy.delay(self._failures) if policy is not None else 0.0
-                if settings.holding_interval and now - self.outage_since >= settings.young_outage:
-                    floor = settings.holding_interval * (0.5 + 0.5 * self._random())
-                    delay = max(delay, floor)
-                if role == PROBE or self._next_probe_at < now:
-                    self._next_probe_at = now + delay
-                outage = now - self.outage_since
-                deadline = policy.deadline if policy is not None else float("inf")
-                if outage >= deadline or (
-                    settings.threshold and self._failures >= settings.threshold
-                ):
-                    delay = self._open_locked(now, "outage", events)
+            delay = self._count_failure_locked(role, budget, attempt_started, now, events)
             self._cond.notify_all()
             outage_so_far = now - (self.outage_since or now)
+        self._report_failure(exc, budget, delay, outage_so_far, events)
+
+    def _count_failure_locked(
+        self,
+        role: str,
+        budget: RetryBudget | None,
+        attempt_started: float | None,
+        now: float,
+        events: list[_Event],
+    ) -> float:
+        """The failure's effect on the breaker's state; the delay until the next attempt."""
+        settings = self.settings
+        policy = budget.policy if budget is not None else None
+        if self.outage_since is None:
+            # The outage began no later than the attempt that found it; when that
+            # was the caller's first attempt, no later than the caller's operation
+            # (its budget), so a caller that spends its whole deadline in the
+            # outage opens the circuit when it gives up.
+            began = attempt_started if attempt_started is not None else now
+            if budget is not None and budget.failures <= 1:
+                began = min(began, budget.recovering_since or began)
+            self.outage_since = began
+        self._failures += 1
+        if role == PROBE:
+            self._probing = False
+            self._probes += 1
+        if self._open:
+            self._open_probes += 1
+            delay = self._open_interval()
+            self._next_probe_at = now + delay
+            return delay
+        delay = policy.delay(self._failures) if policy is not None else 0.0
+        if settings.holding_interval and now - self.outage_since >= settings.young_outage:
+            floor = settings.holding_interval * (0.5 + 0.5 * self._random())
+            delay = max(delay, floor)
+        if role == PROBE or self._next_probe_at < now:
+            self._next_probe_at = now + delay
+        outage = now - self.outage_since
+        deadline = policy.deadline if policy is not None else float("inf")
+        if outage >= deadline or (settings.threshold and self._failures >= settings.threshold):
+            delay = self._open_locked(now, "outage", events)
+        return delay
+
+    def _report_failure(
+        self,
+        exc: BaseException,
+        budget: RetryBudget | None,
+        delay: float,
+        outage_so_far: float,
+        events: list[_Event],
+    ) -> None:
+        """One log line and the connection_retry signal, outside the lock."""
+        policy = budget.policy if budget is not None else None
         attempt_no = budget.failures if budget is not None else self._failures
         max_attempts = policy.max_attempts if policy is not None else 0
         sqlstate = sqlstate_of(exc)
