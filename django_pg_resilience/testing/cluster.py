@@ -44,6 +44,7 @@ from psycopg import sql
 
 from django_pg_resilience.testing.netns import NetworkNamespace
 from django_pg_resilience.testing.proxy import EndpointProxy
+from django_pg_resilience.testing.reaper import Reaper
 
 __all__ = [
     "LocalCluster",
@@ -705,6 +706,10 @@ class LocalCluster:
         )
 
 
+#: Held for the life of the process: a reaper's pipe closing is its owner's death.
+_TEMPLATE_REAPERS: list[Reaper] = []
+
+
 @functools.cache
 def _initdb_template(bindir: Path, prefix: tuple[str, ...]) -> Path:
     """Run initdb once per process; clusters copy the result (much faster than initdb)."""
@@ -713,6 +718,8 @@ def _initdb_template(bindir: Path, prefix: tuple[str, ...]) -> Path:
     import atexit
 
     atexit.register(shutil.rmtree, base, True)
+    # atexit does not run for a process killed from outside: the reaper removes it then.
+    _TEMPLATE_REAPERS.append(Reaper(None, paths=(base,)))
     data = base / "data"
     result = subprocess.run(
         [

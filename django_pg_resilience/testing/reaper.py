@@ -25,9 +25,9 @@ if sys.stdin.read().strip() == "done":
     raise SystemExit
 pid, group, paths = int(sys.argv[1]), sys.argv[2] == "group", sys.argv[3:]
 try:
-    if group:
+    if pid and group:
         os.killpg(pid, signal.SIGKILL)
-    else:
+    elif pid:
         os.kill(pid, signal.SIGTERM)
 except ProcessLookupError:
     pass
@@ -40,12 +40,16 @@ class Reaper:
     """Watches its owner for the server ``pid``; :meth:`dismiss` once the owner stopped it.
 
     ``group``: ``pid`` leads a process group (``start_new_session=True``), and the whole
-    group is killed, pool processes and all. ``paths`` are removed after the kill.
+    group is killed, pool processes and all. ``paths`` are removed after the kill (``pid``
+    None: only that). Keep the object while the server runs: dropped, it closes the pipe.
     """
 
-    def __init__(self, pid: int, *, group: bool = False, paths: tuple[Path, ...] = ()) -> None:
+    def __init__(
+        self, pid: int | None, *, group: bool = False, paths: tuple[Path, ...] = ()
+    ) -> None:
+        mode = "group" if group else "one"
         self._process: subprocess.Popen[bytes] | None = subprocess.Popen(
-            [sys.executable, "-c", _WATCH, str(pid), "group" if group else "one", *map(str, paths)],
+            [sys.executable, "-c", _WATCH, str(pid or 0), mode, *map(str, paths)],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

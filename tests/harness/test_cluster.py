@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -156,30 +158,43 @@ def test_an_exception_in_the_with_block_still_cleans_up() -> None:
     assert _postgres_processes_under(base) == []
 
 
-def test_a_killed_test_process_leaves_nothing_behind(tmp_path: Path) -> None:
-    """The reaper cleans up when the owning process dies without closing."""
-    script = tmp_path / "owner.py"
-    script.write_text(
-        textwrap.dedent(
-            """
-            import os, sys
-            from django_pg_resilience.testing import LocalCluster
-            cluster = LocalCluster(standbys=0).start()
-            print(cluster.base_dir, flush=True)
-            os._exit(1)  # no close(), no atexit: like a SIGKILL
-            """
+def test_a_killed_test_process_leaves_nothing_behind() -> None:
+    """The reapers clean up when the owning process dies without closing: its servers, their
+    directory and the initdb template it copied them from (atexit does not run)."""
+    script = textwrap.dedent(
+        """
+        import os, sys
+        from django_pg_resilience.testing import LocalCluster
+        cluster = LocalCluster(standbys=0).start()
+        print(cluster.base_dir, flush=True)
+        os._exit(1)  # no close(), no atexit: like a SIGKILL
+        """
+    )
+    # Its own temp dir (TMPDIR), which the postgres user can enter: what it leaves is all there.
+    tmp = Path(tempfile.mkdtemp(prefix="pg-resilience-owner-test-"))
+    tmp.chmod(0o755)
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", script],
+            env={**os.environ, "TMPDIR": str(tmp)},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
         )
-    )
-    out = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=False
-    )
-    base = Path(out.stdout.strip())
-    assert base.name.startswith("pg-resilience-")
-    deadline = time.monotonic() + 30
-    while (base.exists() or _postgres_processes_under(base)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not base.exists()
-    assert _postgres_processes_under(base) == []
+        base = Path(out.stdout.strip())
+        assert base.name.startswith("pg-resilience-"), out.stderr
+        assert base.parent == tmp
+        assert len(list(tmp.iterdir())) == 2  # the cluster's directory and the template
+        deadline = time.monotonic() + 30
+        while (any(tmp.iterdir()) or _postgres_processes_under(base)) and (
+            time.monotonic() < deadline
+        ):
+            time.sleep(0.05)
+        assert list(tmp.iterdir()) == []
+        assert _postgres_processes_under(base) == []
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def test_missing_postgres_names_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -70,7 +70,7 @@ def test_a_killed_owner_leaves_no_redis_no_pgbouncer_and_no_worker_group() -> No
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        Reaper(worker.pid, group=True)
+        reaper = Reaper(worker.pid, group=True)  # held, as CeleryWorker holds it
         print(json.dumps({
             "ports": [redis.port, bouncer.port],
             "dirs": sorted(os.listdir(tempfile.gettempdir())),
