@@ -9,8 +9,11 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
+
+import pytest
 
 from django_pg_resilience.management.stopping import stopped_by_signals
 
@@ -79,54 +82,60 @@ def test_a_signal_landing_while_the_loop_waits_never_hangs_it() -> None:
     assert stopped[-2:] == [str(rounds - 1), "done"]
 
 
-def test_a_second_signal_is_ours_too_unless_ctrl_c_twice_is_asked_for() -> None:
+class CallersHandler:
+    """The handler of a program that runs the command (``call_command``); records signals."""
+
+    def __init__(self) -> None:
+        self.caught: list[int] = []
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.caught.append(signum)
+
+    def installed_for(self, signum: int) -> bool:
+        return signal.getsignal(signum) is self
+
+
+@pytest.fixture
+def callers_handler() -> Iterator[CallersHandler]:
+    handler = CallersHandler()
+    before = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    yield handler
+    for signum, previous in before.items():
+        signal.signal(signum, previous)
+
+
+def test_a_second_signal_is_ours_too_unless_ctrl_c_twice_is_asked_for(
+    callers_handler: CallersHandler,
+) -> None:
     """process_webhooks: a second Ctrl-C still waits for the event in hand."""
-    caught: list[int] = []
-
-    def callers_handler(signum: int, frame: FrameType | None) -> None:
-        caught.append(signum)
-
-    before = {s: signal.signal(s, callers_handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        with stopped_by_signals() as stop:
-            os.kill(os.getpid(), signal.SIGINT)
-            assert stop.wait(30)
-            assert signal.getsignal(signal.SIGINT) is not callers_handler
-            os.kill(os.getpid(), signal.SIGINT)
-            os.kill(os.getpid(), signal.SIGTERM)
-            assert stop.wait(30)
-        assert caught == []
-        assert signal.getsignal(signal.SIGINT) is callers_handler
-        assert signal.getsignal(signal.SIGTERM) is callers_handler
-    finally:
-        for signum, handler in before.items():
-            signal.signal(signum, handler)
+    with stopped_by_signals() as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.wait(30)
+        assert not callers_handler.installed_for(signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.wait(30)
+    assert callers_handler.caught == []
+    assert callers_handler.installed_for(signal.SIGINT)
+    assert callers_handler.installed_for(signal.SIGTERM)
 
 
-def test_with_ctrl_c_twice_the_second_ctrl_c_is_the_callers() -> None:
+def test_with_ctrl_c_twice_the_second_ctrl_c_is_the_callers(
+    callers_handler: CallersHandler,
+) -> None:
     """health --watch: the first signal stops after the round, a second Ctrl-C at once."""
-    caught: list[int] = []
-
-    def callers_handler(signum: int, frame: FrameType | None) -> None:
-        caught.append(signum)
-
-    before = {s: signal.signal(s, callers_handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        with stopped_by_signals(ctrl_c_twice=True) as stop:
-            assert not stop.wait(0.01)
-            os.kill(os.getpid(), signal.SIGTERM)  # handled in this (main) thread
-            assert stop.wait(30)
-            assert caught == []  # the command's handler took the first one
-            assert signal.getsignal(signal.SIGINT) is callers_handler
-            os.kill(os.getpid(), signal.SIGINT)  # the second is the caller's
-            deadline = time.monotonic() + 30
-            while not caught and time.monotonic() < deadline:
-                time.sleep(0.001)
-            assert caught == [signal.SIGINT]
-        assert signal.getsignal(signal.SIGTERM) is callers_handler
-    finally:
-        for signum, handler in before.items():
-            signal.signal(signum, handler)
+    with stopped_by_signals(ctrl_c_twice=True) as stop:
+        assert not stop.wait(0.01)
+        os.kill(os.getpid(), signal.SIGTERM)  # handled in this (main) thread
+        assert stop.wait(30)
+        assert callers_handler.caught == []  # the command's handler took the first one
+        assert callers_handler.installed_for(signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)  # the second is the caller's
+        deadline = time.monotonic() + 30
+        while not callers_handler.caught and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert callers_handler.caught == [signal.SIGINT]
+    assert callers_handler.installed_for(signal.SIGTERM)
 
 
 def test_outside_the_main_thread_no_handler_is_installed() -> None:

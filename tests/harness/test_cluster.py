@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import sys
-import tempfile
-import textwrap
 import threading
 import time
 from pathlib import Path
@@ -16,6 +12,7 @@ import psycopg
 import pytest
 
 from django_pg_resilience.testing import LocalCluster, PostgresNotFound, find_bindir
+from tests.harness.owner import killed_owner
 
 
 def test_row_written_on_primary_is_read_on_standby(pg_cluster: LocalCluster) -> None:
@@ -161,30 +158,16 @@ def test_an_exception_in_the_with_block_still_cleans_up() -> None:
 def test_a_killed_test_process_leaves_nothing_behind() -> None:
     """The reapers clean up when the owning process dies without closing: its servers, their
     directory and the initdb template it copied them from (atexit does not run)."""
-    script = textwrap.dedent(
-        """
+    script = """
         import os, sys
         from django_pg_resilience.testing import LocalCluster
         cluster = LocalCluster(standbys=0).start()
         print(cluster.base_dir, flush=True)
         os._exit(1)  # no close(), no atexit: like a SIGKILL
         """
-    )
-    # Its own temp dir (TMPDIR), which the postgres user can enter: what it leaves is all there.
-    tmp = Path(tempfile.mkdtemp(prefix="pg-resilience-owner-test-"))
-    tmp.chmod(0o755)
-    try:
-        out = subprocess.run(
-            [sys.executable, "-c", script],
-            env={**os.environ, "TMPDIR": str(tmp)},
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+    with killed_owner(script) as (out, tmp):
         base = Path(out.stdout.strip())
-        assert base.name.startswith("pg-resilience-"), out.stderr
-        assert base.parent == tmp
+        assert base.parent == tmp and base.name.startswith("pg-resilience-")
         assert len(list(tmp.iterdir())) == 2  # the cluster's directory and the template
         deadline = time.monotonic() + 30
         while (any(tmp.iterdir()) or _postgres_processes_under(base)) and (
@@ -193,8 +176,6 @@ def test_a_killed_test_process_leaves_nothing_behind() -> None:
             time.sleep(0.05)
         assert list(tmp.iterdir()) == []
         assert _postgres_processes_under(base) == []
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def test_missing_postgres_names_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,13 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import socket
 import subprocess
-import sys
-import tempfile
-import textwrap
 import time
 from pathlib import Path
 
@@ -18,8 +13,7 @@ import pytest
 from django_pg_resilience.testing.jobs import redis_binary
 from django_pg_resilience.testing.pgbouncer import find_pgbouncer
 from django_pg_resilience.testing.reaper import Reaper
-
-ROOT = Path(__file__).resolve().parent.parent.parent
+from tests.harness.owner import killed_owner
 
 
 def _alive(pid: int) -> bool:
@@ -53,8 +47,7 @@ def test_a_killed_owner_leaves_no_redis_no_pgbouncer_and_no_worker_group() -> No
         find_pgbouncer()
     except RuntimeError as exc:
         pytest.skip(f"pgbouncer is not installed: {exc}")
-    owner = textwrap.dedent(
-        """
+    script = """
         import json, os, subprocess, sys, tempfile, types
         from django_pg_resilience.testing.jobs import RedisServer
         from django_pg_resilience.testing.pgbouncer import PgBouncer
@@ -78,36 +71,18 @@ def test_a_killed_owner_leaves_no_redis_no_pgbouncer_and_no_worker_group() -> No
         }), flush=True)
         os._exit(1)  # no close(), no atexit: like a SIGKILL
         """
-    )
-    # Its own temp dir (TMPDIR), which PgBouncer's user can enter: what it leaves is all there.
-    tmp = Path(tempfile.mkdtemp(prefix="pg-resilience-reaper-test-"))
-    tmp.chmod(0o755)
-    try:
-        out = subprocess.run(
-            [sys.executable, "-c", owner],
-            cwd=ROOT,
-            env={**os.environ, "TMPDIR": str(tmp)},
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        _assert_cleaned_up(out)
+    with killed_owner(script) as (out, tmp):
+        started = json.loads(out.stdout)
+        assert len(started["dirs"]) == 2, started["dirs"]  # Redis's and PgBouncer's
+        for port in started["ports"]:
+            _wait_until(lambda port=port: not _listening(port), f"port {port} still listening")
+        worker = started["worker_pid"]
+        _wait_until(lambda: not _alive(worker), "the worker's leader still running")
+        in_its_session = subprocess.run(
+            ["pgrep", "-s", str(worker)], capture_output=True, text=True
+        ).stdout.split()
+        assert [pid for pid in in_its_session if _alive(int(pid))] == []  # the pool went too
         _wait_until(lambda: not any(tmp.iterdir()), "a directory is left in its temp dir")
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _assert_cleaned_up(out: subprocess.CompletedProcess[str]) -> None:
-    assert out.returncode == 1 and out.stdout, out.stderr
-    started = json.loads(out.stdout)
-    assert len(started["dirs"]) == 2, started["dirs"]  # Redis's and PgBouncer's
-    for port in started["ports"]:
-        _wait_until(lambda port=port: not _listening(port), f"port {port} still listening")
-    _wait_until(lambda: not _alive(started["worker_pid"]), "the worker's leader still running")
-    in_its_session = subprocess.run(
-        ["pgrep", "-s", str(started["worker_pid"])], capture_output=True, text=True
-    ).stdout.split()
-    assert [pid for pid in in_its_session if _alive(int(pid))] == []  # the pool went too
 
 
 def test_a_dismissed_reaper_leaves_the_server_alone(tmp_path: Path) -> None:

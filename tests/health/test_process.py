@@ -86,17 +86,22 @@ def test_unreachable_process_exits_2_and_bad_config_exits_3(tmp_path: Path) -> N
     assert "PG_RESILIENCE['NODES']['bad']" in bad.stderr
 
 
-def test_watch_refreshes_until_ctrl_c(pg_cluster: LocalCluster) -> None:
-    env = health_env(pg_cluster, replica=node_entry(pg_cluster.standbys[0]))
-    env["PYTHONFAULTHANDLER"] = "1"  # SIGABRT dumps every thread's stack: a hang explains itself
-    process = subprocess.Popen(
-        health_command("--watch", "0.2", "--format", "nagios"),
-        env=env,
+def start_watch(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    """``manage.py health`` in a process of its own, its output piped back as text."""
+    return subprocess.Popen(
+        health_command(*args),
+        # SIGABRT dumps every thread's stack: a hang explains itself.
+        env={**env, "PYTHONFAULTHANDLER": "1"},
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def test_watch_refreshes_until_ctrl_c(pg_cluster: LocalCluster) -> None:
+    env = health_env(pg_cluster, replica=node_entry(pg_cluster.standbys[0]))
+    process = start_watch(env, "--watch", "0.2", "--format", "nagios")
     try:
         assert process.stdout is not None
         lines = [process.stdout.readline() for _ in range(2)]  # two rounds, then Ctrl-C
@@ -123,14 +128,7 @@ def test_watch_ends_at_a_second_ctrl_c_in_the_middle_of_a_round(pg_cluster: Loca
     with EndpointProxy(pg_cluster.standbys[0]) as proxy:
         proxy.blackhole()
         env = health_env(pg_cluster, hole=node_entry(proxy))
-        process = subprocess.Popen(
-            health_command("--watch", "0.2", "--timeout", "60", "--format", "nagios"),
-            env=env,
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        process = start_watch(env, "--watch", "0.2", "--timeout", "60", "--format", "nagios")
         try:
             deadline = time.monotonic() + 30
             while proxy.open_connections == 0 and time.monotonic() < deadline:
