@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +16,11 @@ def pytest_configure(config: pytest.Config) -> None:
     # Every skip listed at the end, and a failure under CI (tests/skip_policy.py).
     if not config.pluginmanager.has_plugin("tests.skip_policy"):
         config.pluginmanager.import_plugin("tests.skip_policy")
+    # A suite started in the background (`cmd &`, nohup) inherits an ignored SIGINT, and so
+    # would every process it starts: the commands whose Ctrl-C the tests press would rightly
+    # keep ignoring it. The tests stand where a user at a terminal stands.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")

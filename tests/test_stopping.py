@@ -152,3 +152,17 @@ def test_outside_the_main_thread_no_handler_is_installed() -> None:
     thread.start()
     thread.join(30)
     assert seen == [installed, True]
+
+
+def test_a_signal_the_process_ignores_stays_ignored(callers_handler: CallersHandler) -> None:
+    """Started with ``nohup`` or ``cmd &`` (SIGINT ignored), Ctrl-C does not stop the loop;
+    SIGTERM still does."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with stopped_by_signals() as stop:
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+        os.kill(os.getpid(), signal.SIGINT)
+        assert not stop.wait(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.wait(30)
+    assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    assert callers_handler.installed_for(signal.SIGTERM)

@@ -11,7 +11,8 @@ the caller's (KeyboardInterrupt, at once): right for ``health --watch``, which h
 lose, wrong for ``process_webhooks``, where an interrupted handler spends one of the event's
 attempts (and a process manager often sends SIGTERM right after the terminal's SIGINT). Every
 handler is put back when the loop ends: ``call_command`` from a program with handlers of its
-own leaves them as they were.
+own leaves them as they were. A signal the process was started ignoring (``nohup``, a shell's
+``cmd &`` ignores SIGINT) stays ignored, as Python itself leaves it.
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ class StopRequest:
 def stopped_by_signals(
     *, enabled: bool = True, ctrl_c_twice: bool = False
 ) -> Iterator[StopRequest]:
-    """A :class:`StopRequest` that SIGTERM and Ctrl-C set while the block runs.
+    """A :class:`StopRequest` that SIGTERM and Ctrl-C set while the block runs (unless the
+    process ignores them).
 
     ``ctrl_c_twice``: after the first signal, Ctrl-C is the caller's again.
 
@@ -95,7 +97,8 @@ def stopped_by_signals(
             give_back(signal.SIGINT)
 
     for signum in _SIGNALS:
-        previous[signum] = signal.signal(signum, request_stop)
+        if signal.getsignal(signum) != signal.SIG_IGN:
+            previous[signum] = signal.signal(signum, request_stop)
     try:
         yield stop
     finally:
