@@ -56,8 +56,12 @@ def shop(tmp_path: Path) -> Iterator[Stack]:
         yield stack
 
 
-def fill_all_but(node: Node, free: int) -> list[psycopg.Connection[Any]]:
-    """Take every client slot of ``node`` with connections of our own, then give ``free`` back."""
+def fill_all_but(node: Node, free: int) -> tuple[list[psycopg.Connection[Any]], set[int]]:
+    """Take every client slot of ``node`` with connections of our own, then give ``free`` back.
+
+    Returns the connections kept, and the backend pids of all of them, the ones given back
+    too: a closed session's backend stays in pg_stat_activity a moment after the close.
+    """
     held: list[psycopg.Connection[Any]] = []
     while True:
         try:
@@ -68,9 +72,10 @@ def fill_all_but(node: Node, free: int) -> list[psycopg.Connection[Any]]:
             break
         assert len(held) < 100, "the server never said it was full"
     assert len(held) > free
+    pids = {connection.info.backend_pid for connection in held}
     for connection in held[-free:]:
         connection.close()
-    return held[:-free]
+    return held[:-free], pids
 
 
 def connect_when_free(node: Node, timeout: float = 10.0) -> psycopg.Connection[Any]:
@@ -118,8 +123,7 @@ class Squeeze:
         self.events["fault"] = time.monotonic()
         cluster.kill(old)
         new = cluster.promote(standby)
-        held = fill_all_but(new, FREE_SLOTS)
-        ours = {connection.info.backend_pid for connection in held}
+        held, ours = fill_all_but(new, FREE_SLOTS)
         try:
             self.log_offset = stack.server_log.stat().st_size
             stack.endpoint.point_to(new)
@@ -237,7 +241,7 @@ def test_a_squeeze_that_lets_some_callers_in_is_logged_once(
         item_alias(SQUEEZED, node, CONN_MAX_AGE=60, OPTIONS={"resilience": {"deadline": 0.3}}),
     ):
         connections[SQUEEZED].close()
-        held = fill_all_but(node, 1)
+        held, _ = fill_all_but(node, 1)
         try:
             held.append(connect_when_free(node))  # now full
             readers.append(read_once())  # refused: the episode starts
