@@ -326,11 +326,17 @@ def run(args: argparse.Namespace) -> int:
         say("Traffic done. Counting orders on the new primary ...")
         orders = stack.orders_in_database()
         health_after = stack.health()
+        missing = report.acknowledged_order_ids(traffic["attempts"]) - set(orders)
+        on_old_primary = None
+        if missing:
+            say(f"{len(missing)} acknowledged orders missing: asking the old primary ...")
+            on_old_primary = stack.orders_on_the_old_primary(missing)
     summary = report.summarize(
         options=options,
         traffic=traffic,
         events=events,
         orders_in_db=orders,
+        on_old_primary=on_old_primary,
         started_at=started_at,
         health_before=health_before.as_dict(),
         health_after=health_after.as_dict(),

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -257,3 +258,29 @@ class Stack:
         primary: Node = self.cluster.primary
         rows = primary.query("SELECT shopify_order_id FROM shop_order")
         return [int(row[0]) for row in rows]
+
+    def orders_on_the_old_primary(self, order_ids: Collection[int]) -> set[int]:
+        """Which of ``order_ids`` a stopped old primary holds.
+
+        Each stopped node is started again on its own data dir (crash recovery
+        replays its WAL: the commits it acknowledged are there), asked, and
+        stopped. Meanwhile the cluster has two primaries, of which the endpoint
+        names only the new one: call this after the traffic and the health checks.
+        """
+        assert self.cluster is not None
+        if not order_ids:
+            return set()
+        found: set[int] = set()
+        for node in self.cluster.nodes:
+            if node is self.cluster.primary or node.is_running():
+                continue
+            self.cluster.start(node)
+            try:
+                rows = node.query(
+                    "SELECT shopify_order_id FROM shop_order WHERE shopify_order_id = ANY(%s)",
+                    [list(order_ids)],
+                )
+            finally:
+                self.cluster.kill(node)
+            found |= {int(row[0]) for row in rows}
+        return found

@@ -19,7 +19,9 @@ def test_drill_behind_pgbouncer_with_the_recommended_settings(tmp_path: Path) ->
     assert summary["options"]["pgbouncer"] == "recommended"
     assert summary["ok"] is True
     assert summary["requests"]["by_status"]["500"] == 0
-    assert summary["orders"]["lost"] == 0 and summary["orders"]["duplicated"] == 0
+    # Only asynchronous replication's window may lose an acknowledged order (test_drill.py).
+    assert summary["orders"]["lost"] == summary["orders"]["lost_unreplicated"]
+    assert summary["orders"]["duplicated"] == 0
     # PgBouncer retries the server login every second: the shop answers within
     # a few seconds of the endpoint moving (PgBouncer's 15 s default: 12-13 s here).
     recovery = summary["requests"]["recovery_lag"]

@@ -19,6 +19,7 @@ def test_crash_drill_over_verify_full_keeps_its_invariants(tmp_path: Path) -> No
     assert "TLS only" in result.stderr + result.stdout
     assert summary["ok"] is True
     assert summary["requests"]["by_status"]["500"] == 0
-    assert summary["orders"]["lost"] == 0
+    # Only asynchronous replication's window may lose an acknowledged order (test_drill.py).
+    assert summary["orders"]["lost"] == summary["orders"]["lost_unreplicated"]
     assert summary["orders"]["duplicated"] == 0
     assert summary["orders"]["unique_acknowledged"] > 0

@@ -23,9 +23,21 @@ def attempt(kind: str, end: float, status: int, **extra: Any) -> dict[str, Any]:
     return record
 
 
-def summary_of(attempts: list[dict[str, Any]], orders_in_db: list[int]) -> dict[str, Any]:
+def summary_of(
+    attempts: list[dict[str, Any]],
+    orders_in_db: list[int],
+    *,
+    on_old_primary: list[int] | None = None,
+    durable_ack: bool = False,
+) -> dict[str, Any]:
     return summarize(
-        options={"scenario": "crash", "engine": "resilient", "duration": 5, "promotion_delay": 2},
+        options={
+            "scenario": "crash",
+            "engine": "resilient",
+            "duration": 5,
+            "promotion_delay": 2,
+            "durable_ack": durable_ack,
+        },
         traffic={
             "attempts": attempts,
             "deliveries": [
@@ -36,6 +48,7 @@ def summary_of(attempts: list[dict[str, Any]], orders_in_db: list[int]) -> dict[
         },
         events={"fault": 1.0, "promoted": 3.0, "endpoint_moved": 3.1},
         orders_in_db=orders_in_db,
+        on_old_primary=on_old_primary,
         started_at=100.0,
         health_before={"status": "OK"},
         health_after={"status": "OK"},
@@ -52,7 +65,43 @@ def test_an_acknowledged_order_missing_from_the_database_is_lost() -> None:
     )
     assert summary["orders"]["lost"] == 1
     assert summary["orders"]["lost_order_ids"] == [2]
-    assert summary["invariants"]["no_lost_acknowledged_order"] is False
+    assert summary["invariants"]["no_acknowledged_order_lost_by_the_app"] is False
+    assert summary["ok"] is False
+    assert summary["orders"]["old_primary_asked"] is False
+    assert "not known (not asked)" in render(summary)
+
+
+TWO_ACKNOWLEDGED = [
+    attempt("webhook", 100.5, 200, answer="processed", order_id=1, delivery="w1"),
+    attempt("webhook", 100.99, 200, answer="processed", order_id=2, delivery="w2"),
+]
+
+
+def test_an_order_lost_with_the_old_primarys_unreplicated_wal_is_asynchronous_replication() -> None:
+    summary = summary_of(TWO_ACKNOWLEDGED, orders_in_db=[1], on_old_primary=[2])
+
+    assert summary["orders"]["lost"] == 1
+    assert summary["orders"]["lost_unreplicated"] == 1
+    assert summary["invariants"]["no_acknowledged_order_lost_by_the_app"] is True
+    assert summary["ok"] is True
+    text = render(summary)
+    assert "--durable-ack closes this window" in text
+    assert "lost=1 (1 never replicated)" in text
+
+
+def test_with_durable_ack_an_unreplicated_order_is_still_lost_by_the_app() -> None:
+    summary = summary_of(TWO_ACKNOWLEDGED, orders_in_db=[1], on_old_primary=[2], durable_ack=True)
+
+    assert summary["orders"]["lost_unreplicated"] == 1
+    assert summary["invariants"]["no_acknowledged_order_lost_by_the_app"] is False
+    assert "durable_ack was on" in render(summary)
+
+
+def test_an_order_missing_on_the_old_primary_too_is_lost_by_the_app() -> None:
+    summary = summary_of(TWO_ACKNOWLEDGED, orders_in_db=[1], on_old_primary=[])
+
+    assert summary["orders"]["old_primary_asked"] is True
+    assert summary["orders"]["lost_unreplicated"] == 0
     assert summary["ok"] is False
 
 
