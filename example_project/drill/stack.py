@@ -259,21 +259,26 @@ class Stack:
         rows = primary.query("SELECT shopify_order_id FROM shop_order")
         return [int(row[0]) for row in rows]
 
-    def orders_on_the_old_primary(self, order_ids: Collection[int]) -> set[int]:
-        """Which of ``order_ids`` a stopped old primary holds.
+    def orders_on_the_old_primary(self, order_ids: Collection[int]) -> set[int] | None:
+        """Which of ``order_ids`` a stopped old primary holds; None if no node is stopped.
 
         Each stopped node is started again on its own data dir (crash recovery
         replays its WAL: the commits it acknowledged are there), asked, and
         stopped. Meanwhile the cluster has two primaries, of which the endpoint
         names only the new one: call this after the traffic and the health checks.
+        A node rejoined as a standby (``pg_rewind`` dropped what it alone had)
+        cannot be asked.
         """
         assert self.cluster is not None
-        if not order_ids:
-            return set()
+        stopped = [
+            node
+            for node in self.cluster.nodes
+            if node is not self.cluster.primary and not node.is_running()
+        ]
+        if not stopped:
+            return None
         found: set[int] = set()
-        for node in self.cluster.nodes:
-            if node is self.cluster.primary or node.is_running():
-                continue
+        for node in stopped:
             self.cluster.start(node)
             try:
                 rows = node.query(

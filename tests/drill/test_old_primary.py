@@ -30,11 +30,6 @@ def test_an_order_committed_on_the_old_primary_but_never_streamed_is_found_there
     assert cluster.primary is standby
 
 
-def test_nothing_missing_starts_nothing(pg_fresh_cluster: LocalCluster) -> None:
-    cluster = pg_fresh_cluster
-    old = cluster.primary
-    cluster.kill(old)
-    cluster.promote(cluster.standbys[0])
-
-    assert Stack(cluster=cluster).orders_on_the_old_primary(set()) == set()
-    assert not old.is_running()
+def test_with_no_stopped_node_nobody_is_asked(pg_fresh_cluster: LocalCluster) -> None:
+    # The rejoin scenario: the old primary runs again, as a standby rewound by pg_rewind.
+    assert Stack(cluster=pg_fresh_cluster).orders_on_the_old_primary({1}) is None
